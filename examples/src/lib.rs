@@ -1,0 +1,1 @@
+//! Library examples live in this package's `examples` target.

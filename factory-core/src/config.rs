@@ -1,0 +1,302 @@
+//! `.factory/config.toml`: what a user chooses (agents, verify command, limits, identity).
+//! Unknown keys are refused so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentRole;
+use crate::ports::GitIdentity;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FactoryConfig {
+    /// How many tasks may run at once (each in its own worktree).
+    pub max_parallel: usize,
+    /// Branch and identity.
+    pub git: GitConfig,
+    /// The objective check.
+    pub verify: VerifyConfig,
+    /// The review loop.
+    pub qa: QaConfig,
+    /// Which agent plays each role.
+    pub agent: AgentConfig,
+}
+
+impl Default for FactoryConfig {
+    fn default() -> Self {
+        FactoryConfig {
+            max_parallel: 2,
+            git: GitConfig::default(),
+            verify: VerifyConfig::default(),
+            qa: QaConfig::default(),
+            agent: AgentConfig::default(),
+        }
+    }
+}
+
+/// `[git]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitConfig {
+    /// The branch tasks start from and merge into.
+    pub main_branch: String,
+    /// Author and committer name of Factory's commits.
+    pub author_name: String,
+    /// Author and committer email of Factory's commits.
+    pub author_email: String,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        GitConfig {
+            main_branch: "main".into(),
+            author_name: "Factory".into(),
+            author_email: "factory@localhost".into(),
+        }
+    }
+}
+
+impl GitConfig {
+    /// The identity Factory commits with.
+    pub fn identity(&self) -> GitIdentity {
+        GitIdentity {
+            name: self.author_name.clone(),
+            email: self.author_email.clone(),
+        }
+    }
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Shell command run in the task worktree; exit 0 passes. Empty: no verify step.
+    pub command: String,
+    /// Killed (and failed) after this many seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            command: String::new(),
+            timeout_secs: 1800,
+        }
+    }
+}
+
+impl VerifyConfig {
+    /// A verify command guessed from the files at the repository root, for `factory init`.
+    pub fn detect(repo_root: &Path) -> Option<&'static str> {
+        let has = |name: &str| repo_root.join(name).exists();
+        if has("Cargo.toml") {
+            Some("cargo test")
+        } else if has("package.json") {
+            Some("npm test")
+        } else if has("go.mod") {
+            Some("go test ./...")
+        } else if has("pyproject.toml") || has("setup.py") || has("tests") || has("test") {
+            Some("python3 -m unittest")
+        } else if has("Makefile") {
+            Some("make test")
+        } else {
+            None
+        }
+    }
+}
+
+/// `[qa]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QaConfig {
+    /// Worker rounds per task before it is blocked.
+    pub max_rounds: u32,
+}
+
+impl Default for QaConfig {
+    fn default() -> Self {
+        QaConfig { max_rounds: 3 }
+    }
+}
+
+/// Which implementation plays a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// Any shell command: prompt on stdin, output on stdout.
+    Command,
+    /// Deterministic edits and verdicts from a script file.
+    Scripted,
+}
+
+/// `[agent]`: the default for every role, with optional `[agent.planner]`, `[agent.worker]`,
+/// `[agent.reviewer]` overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Implementation.
+    pub kind: AgentKind,
+    /// For `command`: the shell command line.
+    pub command: Option<String>,
+    /// For `scripted`: the script file (relative paths are relative to `.factory/`).
+    pub script: Option<PathBuf>,
+    /// Killed after this many seconds.
+    pub timeout_secs: u64,
+    /// Planner override.
+    pub planner: Option<AgentOverride>,
+    /// Worker override.
+    pub worker: Option<AgentOverride>,
+    /// Reviewer override.
+    pub reviewer: Option<AgentOverride>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            kind: AgentKind::Command,
+            command: None,
+            script: None,
+            timeout_secs: 1800,
+            planner: None,
+            worker: None,
+            reviewer: None,
+        }
+    }
+}
+
+/// A per-role override; unset fields fall back to `[agent]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentOverride {
+    /// Implementation.
+    pub kind: Option<AgentKind>,
+    /// Command line.
+    pub command: Option<String>,
+    /// Script file.
+    pub script: Option<PathBuf>,
+    /// Timeout.
+    pub timeout_secs: Option<u64>,
+}
+
+/// The settled choice for one role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAgent {
+    /// The role.
+    pub role: AgentRole,
+    /// Implementation.
+    pub kind: AgentKind,
+    /// For `command`.
+    pub command: Option<String>,
+    /// For `scripted`.
+    pub script: Option<PathBuf>,
+    /// Timeout in seconds.
+    pub timeout_secs: u64,
+}
+
+impl AgentConfig {
+    /// `[agent]` with the role's override applied.
+    pub fn for_role(&self, role: AgentRole) -> RoleAgent {
+        let o = match role {
+            AgentRole::Planner => self.planner.as_ref(),
+            AgentRole::Worker => self.worker.as_ref(),
+            AgentRole::Reviewer => self.reviewer.as_ref(),
+        };
+        let o = o.cloned().unwrap_or_default();
+        RoleAgent {
+            role,
+            kind: o.kind.unwrap_or(self.kind),
+            command: o.command.or_else(|| self.command.clone()),
+            script: o.script.or_else(|| self.script.clone()),
+            timeout_secs: o.timeout_secs.unwrap_or(self.timeout_secs),
+        }
+    }
+}
+
+/// The configuration file is unreadable or invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid TOML or an unknown/mistyped key.
+    #[error("invalid {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid {path}: {message}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl FactoryConfig {
+    /// Parses and validates `text` (read from `path`, named in errors).
+    pub fn from_toml(text: &str, path: &Path) -> Result<FactoryConfig, ConfigError> {
+        let config: FactoryConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let value = |message: &str| ConfigError::Value {
+            path: path.to_owned(),
+            message: message.to_owned(),
+        };
+        if config.max_parallel == 0 {
+            return Err(value("max_parallel must be at least 1"));
+        }
+        if config.qa.max_rounds == 0 {
+            return Err(value("[qa] max_rounds must be at least 1"));
+        }
+        if config.git.main_branch.trim().is_empty() {
+            return Err(value("[git] main_branch must not be empty"));
+        }
+        if config.git.author_name.trim().is_empty() || config.git.author_email.trim().is_empty() {
+            return Err(value(
+                "[git] author_name and author_email must not be empty",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The file `factory init` writes: every setting with its default and a comment.
+    pub fn template(main_branch: &str, verify_command: Option<&str>) -> String {
+        let verify = verify_command.unwrap_or("");
+        format!(
+            r#"# Factory configuration. Every key is optional; shown are the defaults.
+
+# How many tasks may run at once, each in its own worktree.
+max_parallel = 2
+
+[git]
+# Tasks branch from and merge (--no-ff) into this branch.
+main_branch = "{main_branch}"
+# Author and committer of Factory's commits (your global git config is never used).
+author_name = "Factory"
+author_email = "factory@localhost"
+
+[verify]
+# Shell command run in each task's worktree; exit 0 passes. Empty disables verify.
+command = "{verify}"
+timeout_secs = 1800
+
+[qa]
+# Worker rounds per task (review + verify each round) before the task is blocked.
+max_rounds = 3
+
+[agent]
+# "command": runs `command` with the prompt on stdin (see README, "Agent formats").
+# "scripted": replays `script` (a TOML file; see README).
+kind = "command"
+# command = "my-agent --stdin"
+timeout_secs = 1800
+
+# Per-role overrides: [agent.planner], [agent.worker], [agent.reviewer] take the same keys.
+"#
+        )
+    }
+}

@@ -1,0 +1,1 @@
+//! Orchestration: drives epics from text to merged commits through the ports only.

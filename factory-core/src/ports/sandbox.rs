@@ -1,0 +1,70 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A command to run: a shell command line, run by `sh -c` in `cwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// The shell command line.
+    pub command: String,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Written to stdin, then stdin is closed.
+    pub stdin: Option<String>,
+    /// Killed after this long.
+    pub timeout: Duration,
+}
+
+/// What a finished (or killed) command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Exit code; `None` if killed by a signal or the timeout.
+    pub exit_code: Option<i32>,
+    /// Everything written to stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Everything written to stderr (lossy UTF-8).
+    pub stderr: String,
+    /// Wall time.
+    pub duration: Duration,
+    /// Whether the timeout killed it.
+    pub timed_out: bool,
+}
+
+impl CommandOutput {
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// The shell's "command not found" (exit 127).
+    pub fn command_not_found(&self) -> bool {
+        self.exit_code == Some(127)
+    }
+}
+
+/// Why a command could not be run at all (a non-zero exit is not an error here).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The working directory does not exist.
+    #[error("working directory {0} does not exist")]
+    MissingCwd(PathBuf),
+    /// Spawning or talking to the process failed.
+    #[error("could not run `{command}`: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where verify commands run. Today a local process; later an isolated sandbox.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// Runs `spec` to completion (or timeout) and returns its output.
+    async fn run(&self, spec: CommandSpec) -> Result<CommandOutput, SandboxError>;
+}
