@@ -89,6 +89,25 @@ impl AgentState {
             (from, event) => Err(IllegalTransition::new("agent", from, event)),
         }
     }
+
+    /// The shortest sequence of legal events that takes an agent from `self` to `target`
+    /// (empty when already there), so orchestration states intent, not event order.
+    pub fn path_to(self, target: AgentState) -> &'static [AgentEvent] {
+        use AgentEvent as E;
+        use AgentState as S;
+        match (self, target) {
+            (a, b) if a == b => &[],
+            (_, S::Failed) => &[E::Fail],
+            (S::Idle | S::Waiting, S::Busy) => &[E::Start],
+            (S::Failed, S::Busy) => &[E::Reset, E::Start],
+            (S::Busy, S::Waiting) => &[E::Wait],
+            (S::Idle, S::Waiting) => &[E::Start, E::Wait],
+            (S::Failed, S::Waiting) => &[E::Reset, E::Start, E::Wait],
+            (S::Busy | S::Waiting, S::Idle) => &[E::Finish],
+            (S::Failed, S::Idle) => &[E::Reset],
+            _ => &[],
+        }
+    }
 }
 
 /// An agent instance as stored.

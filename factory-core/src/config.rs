@@ -46,6 +46,8 @@ pub struct GitConfig {
     pub author_name: String,
     /// Author and committer email of Factory's commits.
     pub author_email: String,
+    /// How often a merge that waits on the user's uncommitted changes is retried.
+    pub merge_retry_secs: u64,
 }
 
 impl Default for GitConfig {
@@ -54,6 +56,7 @@ impl Default for GitConfig {
             main_branch: "main".into(),
             author_name: "Factory".into(),
             author_email: "factory@localhost".into(),
+            merge_retry_secs: 5,
         }
     }
 }
@@ -278,6 +281,8 @@ main_branch = "{main_branch}"
 # Author and committer of Factory's commits (your global git config is never used).
 author_name = "Factory"
 author_email = "factory@localhost"
+# A merge that would touch your uncommitted changes waits; it is retried this often.
+merge_retry_secs = 5
 
 [verify]
 # Shell command run in each task's worktree; exit 0 passes. Empty disables verify.

@@ -1,0 +1,132 @@
+//! The merge queue's step for one task: bring the branch up to date with main, re-verify if it
+//! moved, merge `--no-ff`, remove the worktree. The run loop runs at most one of these at a time.
+
+use tracing::Instrument;
+
+use crate::agent::{AgentId, AgentRole, AgentState};
+use crate::event::{DomainEvent, VerifyStage};
+use crate::ports::{MergeOutcome, UpdateOutcome};
+use crate::protocol::ReviewOutput;
+use crate::task::{TaskChanges, TaskEvent, TaskId, TaskState};
+
+use super::artifacts::SpecFiles;
+use super::pipeline::fix_request_text;
+use super::{Factory, JobEnd, OrchestrateError};
+
+impl Factory {
+    /// Merges one approved task into main, or records why it cannot be merged yet.
+    pub(super) async fn merge_task(&self, id: TaskId) -> Result<JobEnd, OrchestrateError> {
+        let task = self.store_ref().task(id).await?;
+        let span = tracing::info_span!("merge", spec = %task.spec_id);
+        async move {
+            if task.state != TaskState::Merging {
+                return Ok(JobEnd::Done);
+            }
+            let vcs = self.inner.ports.vcs.clone();
+            let main = self.config().git.main_branch.clone();
+            let branch = task.branch.clone().unwrap_or_else(|| task.spec_id.branch());
+            let worktree = self.layout().task_worktree(&task.spec_id);
+            let files = SpecFiles::new(self.layout().spec_dir(&task.spec_id));
+
+            // A retried step finds the branch already merged and skips straight to recording it.
+            if !vcs.is_merged(&branch, &main).await? && worktree.exists() {
+                match vcs.update_branch(&worktree, &main).await? {
+                    UpdateOutcome::UpToDate => {}
+                    UpdateOutcome::Conflict { files: paths } => {
+                        let reason = format!(
+                            "bringing {branch} up to date with {main} conflicts in: {}; resolve it on the branch",
+                            paths.join(", ")
+                        );
+                        self.block(&task, reason).await?;
+                        return Ok(JobEnd::Done);
+                    }
+                    UpdateOutcome::Rebased(tip) => {
+                        files.progress(self.now(), &format!("rebased onto {main}: {tip}"))?;
+                        let verify = self.verify(&task, task.attempts, VerifyStage::PreMerge).await?;
+                        if !verify.passed() {
+                            let review = ReviewOutput {
+                                verdict: crate::event::Verdict::Approve,
+                                summary: format!("The change no longer passes verify after being rebased onto {main}."),
+                                issues: vec!["Make the change work on top of the current main branch.".into()],
+                            };
+                            files.write_fix_request(&fix_request_text(task.attempts, &review, &verify))?;
+                            if task.attempts >= self.config().qa.max_rounds {
+                                let reason = format!("re-verify after rebasing onto {main}: {}", verify.line());
+                                self.block(&task, reason).await?;
+                            } else {
+                                files.progress(self.now(), "re-verify failed after rebase; back to the worker")?;
+                                self.update_task(&task, Some(TaskEvent::RequestChanges), TaskChanges::default())
+                                    .await?;
+                            }
+                            return Ok(JobEnd::Done);
+                        }
+                    }
+                }
+            }
+
+            let message = format!(
+                "Merge {branch}: {}\n\nFactory task {} (spec {}) of epic {}; QA rounds: {}.",
+                task.title, task.id, task.spec_id, task.epic_id, task.qa_rounds
+            );
+            match vcs.merge_no_ff(&branch, &main, &message).await? {
+                MergeOutcome::Merged(commit) | MergeOutcome::AlreadyMerged(commit) => {
+                    let task = self
+                        .update_task(
+                            &task,
+                            Some(TaskEvent::Merged),
+                            TaskChanges {
+                                merge_commit: Some(Some(commit.to_string())),
+                                waiting_reason: Some(None),
+                                ..TaskChanges::default()
+                            },
+                        )
+                        .await?;
+                    self.emit(DomainEvent::MergeCompleted {
+                        task_id: task.id,
+                        spec_id: task.spec_id.clone(),
+                        commit: commit.to_string(),
+                    })
+                    .await?;
+                    let worker = AgentId::new(AgentRole::Worker, &task.spec_id);
+                    self.set_agent(&worker, AgentRole::Worker, Some(task.id), AgentState::Idle)
+                        .await?;
+                    vcs.remove_worktree(&worktree).await?;
+                    files.write_plan(super::artifacts::STEPS.len(), &[("merge", commit.to_string())])?;
+                    files.progress(self.now(), &format!("merged into {main} as {commit}"))?;
+                    files.write_metadata(&task)?;
+                    Ok(JobEnd::Done)
+                }
+                MergeOutcome::Waiting { reason, .. } => {
+                    if task.waiting_reason.as_deref() != Some(reason.as_str()) {
+                        let task = self
+                            .update_task(
+                                &task,
+                                None,
+                                TaskChanges {
+                                    waiting_reason: Some(Some(reason.clone())),
+                                    ..TaskChanges::default()
+                                },
+                            )
+                            .await?;
+                        files.write_metadata(&task)?;
+                        files.progress(self.now(), &format!("merge waiting: {reason}"))?;
+                        self.emit(DomainEvent::MergeWaiting {
+                            task_id: task.id,
+                            spec_id: task.spec_id.clone(),
+                            reason,
+                        })
+                        .await?;
+                    }
+                    Ok(JobEnd::MergeWaiting)
+                }
+                MergeOutcome::Conflict { files: paths } => {
+                    let reason = format!("merging {branch} into {main} conflicts in: {}", paths.join(", "));
+                    self.block(&task, reason).await?;
+                    Ok(JobEnd::Done)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
