@@ -1,0 +1,681 @@
+//! [`Store`] for [`SqliteStore`]. Writes that read before they write run in `BEGIN IMMEDIATE`
+//! transactions: SQLite then hands out its single write lock up front, so two compare-and-sets on
+//! the same record serialize and the second one sees the first one's version.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+
+use async_trait::async_trait;
+use factory_core::agent::{Agent, AgentEvent, AgentId, AgentRole, AgentState};
+use factory_core::decision::{Decision, DecisionFilter, DecisionId, NewDecision};
+use factory_core::epic::{Epic, EpicChanges, EpicEvent, EpicId, EpicState, NewEpic};
+use factory_core::event::DomainEvent;
+use factory_core::mail::{Mail, MailFilter, MailId, NewMail};
+use factory_core::ports::{Store, StoreError, StoredEvent};
+use factory_core::spec::SpecId;
+use factory_core::task::{NewTask, Task, TaskChanges, TaskEvent, TaskId, TaskState};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Sqlite, Transaction};
+
+use crate::SqliteStore;
+use crate::codec::{self, RowReader, backend, int, to_json, ts};
+use crate::plan;
+
+macro_rules! epic_columns {
+    () => {
+        "id, title, text, state, version, blocked_reason, created_at, updated_at"
+    };
+}
+
+macro_rules! task_columns {
+    () => {
+        "id, epic_id, key, spec_id, title, description, acceptance, state, version, attempts, \
+         qa_rounds, branch, pr_url, blocked_reason, waiting_reason, merge_commit, created_at, \
+         updated_at"
+    };
+}
+
+macro_rules! agent_columns {
+    () => {
+        "id, role, state, version, task_id, updated_at"
+    };
+}
+
+macro_rules! mail_columns {
+    () => {
+        "id, sender, recipient, subject, body, task_id, created_at, read_at"
+    };
+}
+
+macro_rules! decision_columns {
+    () => {
+        "id, epic_id, task_id, actor, decision, reasoning, context, created_at"
+    };
+}
+
+/// The version every new epic, task and agent starts at.
+const FIRST_VERSION: u64 = 1;
+
+fn not_found(kind: &'static str, id: impl Display) -> StoreError {
+    StoreError::NotFound {
+        kind,
+        id: id.to_string(),
+    }
+}
+
+fn stale(kind: &'static str, id: impl Display, expected: u64, actual: u64) -> StoreError {
+    StoreError::Stale {
+        kind,
+        id: id.to_string(),
+        expected,
+        actual,
+    }
+}
+
+impl SqliteStore {
+    /// A transaction that holds SQLite's write lock from its first statement.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+}
+
+async fn load_epic(conn: &mut SqliteConnection, id: EpicId) -> Result<Epic, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        epic_columns!(),
+        " FROM epics WHERE id = ?"
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?
+    .ok_or_else(|| not_found("epic", id))?;
+    codec::epic(&row)
+}
+
+/// The task in `row`, with its dependencies.
+async fn task_with_deps(conn: &mut SqliteConnection, row: SqliteRow) -> Result<Task, StoreError> {
+    let id = RowReader::new("tasks", &row).i64("id")?;
+    let deps = sqlx::query(
+        "SELECT task_id, depends_on FROM task_deps WHERE task_id = ? ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    codec::task(&row, &codec::deps(&deps)?)
+}
+
+async fn load_task(conn: &mut SqliteConnection, id: TaskId) -> Result<Task, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks WHERE id = ?"
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?
+    .ok_or_else(|| not_found("task", id))?;
+    task_with_deps(conn, row).await
+}
+
+async fn load_agent(
+    conn: &mut SqliteConnection,
+    id: &AgentId,
+) -> Result<Option<Agent>, StoreError> {
+    sqlx::query(concat!(
+        "SELECT ",
+        agent_columns!(),
+        " FROM agents WHERE id = ?"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?
+    .map(|row| codec::agent(&row))
+    .transpose()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_epic(&self, new: NewEpic) -> Result<Epic, StoreError> {
+        if new.text.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "the epic's text is blank; describe the feature to build".into(),
+            ));
+        }
+        let now = self.clock.now();
+        let title = new.title();
+        let state = EpicState::Planning;
+        let id = sqlx::query(
+            "INSERT INTO epics (title, text, state, version, blocked_reason, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, NULL, ?, ?)",
+        )
+        .bind(&title)
+        .bind(&new.text)
+        .bind(state.as_str())
+        .bind(int("version", FIRST_VERSION)?)
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .last_insert_rowid();
+        Ok(Epic {
+            id: EpicId(id),
+            title,
+            text: new.text,
+            state,
+            version: FIRST_VERSION,
+            blocked_reason: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    async fn epic(&self, id: EpicId) -> Result<Epic, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        load_epic(&mut conn, id).await
+    }
+
+    async fn list_epics(&self) -> Result<Vec<Epic>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            epic_columns!(),
+            " FROM epics ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(codec::epic)
+        .collect()
+    }
+
+    async fn update_epic(
+        &self,
+        id: EpicId,
+        expected_version: u64,
+        event: Option<EpicEvent>,
+        changes: EpicChanges,
+    ) -> Result<Epic, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current = load_epic(&mut tx, id).await?;
+        if current.version != expected_version {
+            return Err(stale("epic", id, expected_version, current.version));
+        }
+        let next = current.apply(event, changes, self.clock.now())?;
+        let written = sqlx::query(
+            "UPDATE epics SET state = ?, version = ?, blocked_reason = ?, updated_at = ? \
+             WHERE id = ? AND version = ? AND state = ?",
+        )
+        .bind(next.state.as_str())
+        .bind(int("version", next.version)?)
+        .bind(next.blocked_reason.as_deref())
+        .bind(ts(next.updated_at))
+        .bind(id.0)
+        .bind(int("version", current.version)?)
+        .bind(current.state.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if written.rows_affected() != 1 {
+            return Err(stale("epic", id, expected_version, current.version));
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(next)
+    }
+
+    async fn create_tasks(
+        &self,
+        epic: EpicId,
+        tasks: Vec<NewTask>,
+    ) -> Result<Vec<Task>, StoreError> {
+        let deps = plan::resolve(&tasks)?;
+        let mut tx = self.begin_write().await?;
+        load_epic(&mut tx, epic).await?;
+
+        let existing_keys: HashSet<String> =
+            sqlx::query_scalar::<_, String>("SELECT key FROM tasks WHERE epic_id = ?")
+                .bind(epic.0)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?
+                .into_iter()
+                .collect();
+        if let Some(dup) = tasks.iter().find(|t| existing_keys.contains(&t.key)) {
+            return Err(StoreError::Invalid(format!(
+                "epic {epic} already has a task with key `{}`",
+                dup.key
+            )));
+        }
+
+        let highest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(spec_number), 0) FROM tasks")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let highest = u32::try_from(highest).map_err(|_| {
+            StoreError::Backend(format!("tasks.spec_number: {highest} is out of range").into())
+        })?;
+
+        let now = self.clock.now();
+        let mut created: Vec<Task> = Vec::with_capacity(tasks.len());
+        for (offset, new) in tasks.into_iter().enumerate() {
+            let number = u32::try_from(offset)
+                .ok()
+                .and_then(|o| highest.checked_add(o)?.checked_add(1))
+                .ok_or_else(|| StoreError::Invalid("too many tasks for spec numbering".into()))?;
+            let spec_id = SpecId::new(number, &new.title);
+            let state = TaskState::Pending;
+            let id = sqlx::query(
+                "INSERT INTO tasks (epic_id, key, spec_number, spec_id, title, description, \
+                 acceptance, state, version, attempts, qa_rounds, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
+            )
+            .bind(epic.0)
+            .bind(&new.key)
+            .bind(i64::from(number))
+            .bind(spec_id.to_string())
+            .bind(&new.title)
+            .bind(&new.description)
+            .bind(to_json(&new.acceptance)?)
+            .bind(state.as_str())
+            .bind(int("version", FIRST_VERSION)?)
+            .bind(ts(now))
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .last_insert_rowid();
+            created.push(Task {
+                id: TaskId(id),
+                epic_id: epic,
+                key: new.key,
+                spec_id,
+                title: new.title,
+                description: new.description,
+                acceptance: new.acceptance,
+                depends_on: Vec::new(),
+                state,
+                version: FIRST_VERSION,
+                attempts: 0,
+                qa_rounds: 0,
+                branch: None,
+                pr_url: None,
+                blocked_reason: None,
+                waiting_reason: None,
+                merge_commit: None,
+                created_at: now,
+                updated_at: now,
+            });
+        }
+
+        for (i, task_deps) in deps.iter().enumerate() {
+            let ids: Vec<TaskId> = task_deps.iter().map(|&j| created[j].id).collect();
+            for (position, dep) in ids.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO task_deps (task_id, depends_on, position) VALUES (?, ?, ?)",
+                )
+                .bind(created[i].id.0)
+                .bind(dep.0)
+                .bind(int("position", position)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            created[i].depends_on = ids;
+        }
+
+        tx.commit().await.map_err(backend)?;
+        Ok(created)
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Task, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        load_task(&mut conn, id).await
+    }
+
+    async fn task_by_spec(&self, spec: &SpecId) -> Result<Task, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE spec_id = ?"
+        ))
+        .bind(spec.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| not_found("task", spec))?;
+        task_with_deps(&mut conn, row).await
+    }
+
+    async fn list_tasks(&self, epic: Option<EpicId>) -> Result<Vec<Task>, StoreError> {
+        let epic = epic.map(|e| e.0);
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE (? IS NULL OR epic_id = ?) ORDER BY spec_number"
+        ))
+        .bind(epic)
+        .bind(epic)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+        // Dependencies are written with their task and never change, so reading them second
+        // cannot miss any for the tasks just read.
+        let deps = sqlx::query(
+            "SELECT d.task_id, d.depends_on FROM task_deps d JOIN tasks t ON t.id = d.task_id \
+             WHERE (? IS NULL OR t.epic_id = ?) ORDER BY d.task_id, d.position",
+        )
+        .bind(epic)
+        .bind(epic)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+        let deps = codec::deps(&deps)?;
+        rows.iter().map(|row| codec::task(row, &deps)).collect()
+    }
+
+    async fn update_task(
+        &self,
+        id: TaskId,
+        expected_version: u64,
+        event: Option<TaskEvent>,
+        changes: TaskChanges,
+    ) -> Result<Task, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current = load_task(&mut tx, id).await?;
+        if current.version != expected_version {
+            return Err(stale("task", id, expected_version, current.version));
+        }
+        let next = current.apply(event, changes, self.clock.now())?;
+        let written = sqlx::query(
+            "UPDATE tasks SET state = ?, version = ?, attempts = ?, qa_rounds = ?, branch = ?, \
+             pr_url = ?, blocked_reason = ?, waiting_reason = ?, merge_commit = ?, updated_at = ? \
+             WHERE id = ? AND version = ? AND state = ?",
+        )
+        .bind(next.state.as_str())
+        .bind(int("version", next.version)?)
+        .bind(i64::from(next.attempts))
+        .bind(i64::from(next.qa_rounds))
+        .bind(next.branch.as_deref())
+        .bind(next.pr_url.as_deref())
+        .bind(next.blocked_reason.as_deref())
+        .bind(next.waiting_reason.as_deref())
+        .bind(next.merge_commit.as_deref())
+        .bind(ts(next.updated_at))
+        .bind(id.0)
+        .bind(int("version", current.version)?)
+        .bind(current.state.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if written.rows_affected() != 1 {
+            return Err(stale("task", id, expected_version, current.version));
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(next)
+    }
+
+    /// Setting a different task counts as a write (version bumped, `updated_at` set), so a
+    /// compare-and-set based on the old assignment is refused; asking for what is already stored
+    /// writes nothing. An existing agent with another role is refused: the role is part of the id.
+    async fn ensure_agent(
+        &self,
+        id: &AgentId,
+        role: AgentRole,
+        task: Option<TaskId>,
+    ) -> Result<Agent, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let agent = match load_agent(&mut tx, id).await? {
+            Some(current) if current.role != role => {
+                return Err(StoreError::Invalid(format!(
+                    "agent {id} exists with role {}, not {role}",
+                    current.role
+                )));
+            }
+            Some(current) if current.task_id == task => return Ok(current),
+            Some(current) => {
+                let next = Agent {
+                    task_id: task,
+                    version: current.version + 1,
+                    updated_at: self.clock.now(),
+                    ..current.clone()
+                };
+                sqlx::query(
+                    "UPDATE agents SET task_id = ?, version = ?, updated_at = ? \
+                     WHERE id = ? AND version = ?",
+                )
+                .bind(task.map(|t| t.0))
+                .bind(int("version", next.version)?)
+                .bind(ts(next.updated_at))
+                .bind(id.as_str())
+                .bind(int("version", current.version)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                next
+            }
+            None => {
+                let agent = Agent {
+                    id: id.clone(),
+                    role,
+                    state: AgentState::Idle,
+                    version: FIRST_VERSION,
+                    task_id: task,
+                    updated_at: self.clock.now(),
+                };
+                sqlx::query(
+                    "INSERT INTO agents (id, role, state, version, task_id, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(id.as_str())
+                .bind(role.as_str())
+                .bind(agent.state.as_str())
+                .bind(int("version", agent.version)?)
+                .bind(task.map(|t| t.0))
+                .bind(ts(agent.updated_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                agent
+            }
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(agent)
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            agent_columns!(),
+            " FROM agents ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(codec::agent)
+        .collect()
+    }
+
+    async fn update_agent(
+        &self,
+        id: &AgentId,
+        expected_version: u64,
+        event: AgentEvent,
+    ) -> Result<Agent, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current = load_agent(&mut tx, id)
+            .await?
+            .ok_or_else(|| not_found("agent", id))?;
+        if current.version != expected_version {
+            return Err(stale("agent", id, expected_version, current.version));
+        }
+        let next = current.apply(event, self.clock.now())?;
+        let written = sqlx::query(
+            "UPDATE agents SET state = ?, version = ?, updated_at = ? \
+             WHERE id = ? AND version = ? AND state = ?",
+        )
+        .bind(next.state.as_str())
+        .bind(int("version", next.version)?)
+        .bind(ts(next.updated_at))
+        .bind(id.as_str())
+        .bind(int("version", current.version)?)
+        .bind(current.state.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if written.rows_affected() != 1 {
+            return Err(stale("agent", id, expected_version, current.version));
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(next)
+    }
+
+    async fn send_mail(&self, new: NewMail) -> Result<Mail, StoreError> {
+        let now = self.clock.now();
+        let id = sqlx::query(
+            "INSERT INTO mail (sender, recipient, subject, body, task_id, created_at, read_at) \
+             VALUES (?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&new.from)
+        .bind(&new.to)
+        .bind(&new.subject)
+        .bind(&new.body)
+        .bind(new.task_id.map(|t| t.0))
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .last_insert_rowid();
+        Ok(Mail {
+            id: MailId(id),
+            from: new.from,
+            to: new.to,
+            subject: new.subject,
+            body: new.body,
+            task_id: new.task_id,
+            created_at: now,
+            read_at: None,
+        })
+    }
+
+    async fn list_mail(&self, filter: MailFilter) -> Result<Vec<Mail>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            mail_columns!(),
+            " FROM mail WHERE (? IS NULL OR recipient = ?) AND (? = 0 OR read_at IS NULL) \
+             ORDER BY id"
+        ))
+        .bind(filter.to.as_deref())
+        .bind(filter.to.as_deref())
+        .bind(filter.unread_only)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(codec::mail)
+        .collect()
+    }
+
+    /// The first read time is kept; marking again changes nothing.
+    async fn mark_mail_read(&self, id: MailId) -> Result<(), StoreError> {
+        let matched = sqlx::query("UPDATE mail SET read_at = COALESCE(read_at, ?) WHERE id = ?")
+            .bind(ts(self.clock.now()))
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if matched == 0 {
+            return Err(not_found("mail", id.0));
+        }
+        Ok(())
+    }
+
+    async fn record_decision(&self, new: NewDecision) -> Result<Decision, StoreError> {
+        let now = self.clock.now();
+        let id = sqlx::query(
+            "INSERT INTO decisions (epic_id, task_id, actor, decision, reasoning, context, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(new.epic_id.0)
+        .bind(new.task_id.map(|t| t.0))
+        .bind(&new.actor)
+        .bind(&new.decision)
+        .bind(&new.reasoning)
+        .bind(to_json(&new.context)?)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .last_insert_rowid();
+        Ok(Decision {
+            id: DecisionId(id),
+            epic_id: new.epic_id,
+            task_id: new.task_id,
+            actor: new.actor,
+            decision: new.decision,
+            reasoning: new.reasoning,
+            context: new.context,
+            created_at: now,
+        })
+    }
+
+    async fn list_decisions(&self, filter: DecisionFilter) -> Result<Vec<Decision>, StoreError> {
+        let epic = filter.epic_id.map(|e| e.0);
+        let task = filter.task_id.map(|t| t.0);
+        sqlx::query(concat!(
+            "SELECT ",
+            decision_columns!(),
+            " FROM decisions WHERE (? IS NULL OR epic_id = ?) AND (? IS NULL OR task_id = ?) \
+             ORDER BY id"
+        ))
+        .bind(epic)
+        .bind(epic)
+        .bind(task)
+        .bind(task)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(codec::decision)
+        .collect()
+    }
+
+    async fn append_event(&self, event: &DomainEvent) -> Result<u64, StoreError> {
+        let seq = sqlx::query("INSERT INTO events (at, kind, payload) VALUES (?, ?, ?)")
+            .bind(ts(self.clock.now()))
+            .bind(event.kind())
+            .bind(to_json(event)?)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .last_insert_rowid();
+        u64::try_from(seq)
+            .map_err(|_| StoreError::Backend(format!("events.seq: {seq} is negative").into()))
+    }
+
+    async fn list_events(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        // Past i64::MAX there is nothing: SQLite cannot hold such a seq.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        sqlx::query("SELECT seq, at, kind, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(codec::event)
+            .collect()
+    }
+}

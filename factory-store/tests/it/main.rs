@@ -1,0 +1,9 @@
+//! factory-store's integration tests, against real SQLite files in temp dirs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cas;
+mod crud;
+mod mail_decisions;
+mod plan;
+mod props;
+mod support;
