@@ -1,1 +1,82 @@
-//! placeholder
+//! Factory's agent backends and local sandbox: the implementations of the
+//! [`AgentBackend`] and [`Sandbox`](factory_core::ports::Sandbox)
+//! ports that need no network.
+//!
+//! - [`ProcessSandbox`] runs verify commands as local processes, killed with their whole process
+//!   group on timeout.
+//! - [`CommandAgent`] runs any shell command line as an agent (prompt on stdin, output on stdout),
+//!   through the same process runner.
+//! - [`ScriptedAgent`] replays an [`AgentScript`] deterministically, for demos and tests.
+//! - [`build_backend`] turns a role's `[agent]` configuration into one of them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use factory_core::agent::AgentRole;
+use factory_core::config::{AgentKind, RoleAgent};
+use factory_core::ports::{AgentBackend, Clock};
+
+mod command;
+mod process;
+mod script;
+mod scripted;
+mod transcript;
+
+pub use command::CommandAgent;
+pub use process::ProcessSandbox;
+pub use script::{
+    AgentScript, EditAction, FileEdit, ScriptError, ScriptedPlan, ScriptedReview, ScriptedRound,
+    ScriptedTask,
+};
+pub use scripted::{SAW_FIX_REQUEST, ScriptedAgent};
+
+/// A role's agent configuration that cannot be turned into a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// `kind = "command"` without a command line.
+    #[error(
+        "no agent command configured for the {0} role: set [agent] command (or [agent.{0}] command) in .factory/config.toml"
+    )]
+    MissingCommand(AgentRole),
+    /// `kind = "scripted"` without a script file.
+    #[error(
+        "no agent script configured for the {0} role: set [agent] script (or [agent.{0}] script) in .factory/config.toml"
+    )]
+    MissingScript(AgentRole),
+    /// The script file is unreadable or invalid.
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+}
+
+/// The backend `role` asks for. A scripted agent's script (relative paths are relative to
+/// `factory_dir`, i.e. `.factory/`) is read and checked now, so a bad file is reported before
+/// any work starts.
+pub fn build_backend(
+    role: &RoleAgent,
+    factory_dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn AgentBackend>, BuildError> {
+    match role.kind {
+        AgentKind::Command => {
+            let command = role
+                .command
+                .as_deref()
+                .filter(|c| !c.trim().is_empty())
+                .ok_or(BuildError::MissingCommand(role.role))?;
+            Ok(Arc::new(CommandAgent::new(
+                command,
+                Duration::from_secs(role.timeout_secs),
+                clock,
+            )))
+        }
+        AgentKind::Scripted => {
+            let script = role
+                .script
+                .as_deref()
+                .ok_or(BuildError::MissingScript(role.role))?;
+            let script = AgentScript::load(&factory_dir.join(script))?;
+            Ok(Arc::new(ScriptedAgent::new(script, clock)))
+        }
+    }
+}
