@@ -1,0 +1,374 @@
+//! `--no-ff` merges that never touch the user's uncommitted work.
+//!
+//! 1. If the branch is already reachable from `into`, there is nothing to do.
+//! 2. The merge commit is made in Factory's own merge worktree (detached at `into`'s tip, reset
+//!    and cleaned first), so a conflict or a crash never leaves anything in the user's checkout.
+//! 3. The new commit lands on `into`:
+//!    - if some worktree (normally the user's checkout) has `into` checked out, and none of its
+//!      uncommitted paths (modified, staged, untracked, or ignored-but-in-the-way) is touched by
+//!      the merge, that checkout is fast-forwarded with `git merge --ff-only`, which moves index,
+//!      files and branch together and keeps every unrelated change as it was; otherwise the
+//!      outcome is `Waiting` and nothing moves;
+//!    - if no worktree has it checked out, the ref moves with a compare-and-swap `update-ref`.
+
+use std::path::Path;
+
+use factory_core::ports::{CommitId, MergeOutcome, VcsError};
+use gix::ObjectId;
+use tracing::Instrument;
+
+use crate::read::{self, with_repo};
+use crate::repo::GitRepo;
+use crate::worktree::same_path;
+
+impl GitRepo {
+    /// See the module documentation.
+    pub(crate) async fn merge(
+        &self,
+        branch: &str,
+        into: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, VcsError> {
+        let _merging = self.merge_lock.lock().await;
+        let span = tracing::debug_span!("merge_no_ff", branch, into);
+        self.merge_locked(branch, into, message)
+            .instrument(span)
+            .await
+    }
+
+    /// [`merge`](GitRepo::merge) once the merge worktree is ours.
+    async fn merge_locked(
+        &self,
+        branch: &str,
+        into: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, VcsError> {
+        let (branch_owned, into_owned) = (branch.to_owned(), into.to_owned());
+        let (tip, old) = with_repo(&self.root, move |repo| {
+            let tip = read::resolve_commit(repo, &branch_owned)?;
+            let old = read::branch_tip(repo, &into_owned)?
+                .ok_or_else(|| VcsError::MissingBranch(into_owned.clone()))?;
+            let merged = read::is_ancestor(repo, tip, old)?;
+            Ok((if merged { None } else { Some(tip) }, old))
+        })
+        .await?;
+        let Some(tip) = tip else {
+            tracing::debug!(%old, "already merged");
+            return Ok(MergeOutcome::AlreadyMerged(CommitId(old.to_string())));
+        };
+
+        self.prepare_merge_worktree(old).await?;
+        let worktree = self.merge_worktree.clone();
+        let tip_hex = tip.to_string();
+        let out = self
+            .git
+            .run(
+                &worktree,
+                [
+                    "merge",
+                    "--no-ff",
+                    "--no-edit",
+                    "--no-verify-signatures",
+                    "--quiet",
+                    "-m",
+                    message,
+                    &tip_hex,
+                ],
+            )
+            .await?;
+        if !out.success() {
+            let files = self.git.unmerged_paths(&worktree).await;
+            let abort = self.git.run(&worktree, ["merge", "--abort"]).await?;
+            if !abort.success() {
+                tracing::debug!(stderr = %abort.stderr, "merge --abort failed");
+            }
+            self.reset_merge_worktree(old).await?;
+            return match files {
+                Ok(files) if !files.is_empty() => {
+                    tracing::debug!(?files, "merge conflicts");
+                    Ok(MergeOutcome::Conflict { files })
+                }
+                _ => Err(out.into_error()),
+            };
+        }
+        let merged = with_repo(&worktree, read::head_commit).await?;
+        tracing::debug!(%merged, "merge commit made");
+        self.land(branch, into, old, merged).await
+    }
+
+    /// Moves `into` from `old` to `merged` (see the module documentation).
+    async fn land(
+        &self,
+        branch: &str,
+        into: &str,
+        old: ObjectId,
+        merged: ObjectId,
+    ) -> Result<MergeOutcome, VcsError> {
+        let into_ref = read::branch_ref(into);
+        let merged_hex = merged.to_string();
+        let old_hex = old.to_string();
+        let entries = self.worktree_entries().await?;
+        let holder = entries.into_iter().find(|entry| {
+            !entry.prunable
+                && entry.branch.as_deref() == Some(into_ref.as_str())
+                && !same_path(&entry.path, &self.merge_worktree)
+        });
+        let Some(holder) = holder else {
+            let reflog = format!("factory: merge {branch} into {into}");
+            self.git
+                .ok(
+                    &self.root,
+                    [
+                        "update-ref",
+                        "-m",
+                        &reflog,
+                        &into_ref,
+                        &merged_hex,
+                        &old_hex,
+                    ],
+                )
+                .await?;
+            return Ok(MergeOutcome::Merged(CommitId(merged_hex)));
+        };
+
+        let checkout = holder.path;
+        let blockers = self.blocking_paths(&checkout, old, merged).await?;
+        if !blockers.is_empty() {
+            return Ok(waiting_for_changes(into, &checkout, blockers));
+        }
+        let out = self
+            .git
+            .run(
+                &checkout,
+                [
+                    "merge",
+                    "--ff-only",
+                    "--no-autostash",
+                    "--no-overwrite-ignore",
+                    "--no-verify-signatures",
+                    "--quiet",
+                    &merged_hex,
+                ],
+            )
+            .await?;
+        if !out.success() {
+            // A failed fast-forward leaves the checkout as it was. Something changed since we
+            // looked: the user committed, or touched a file the merge changes.
+            let into_owned = into.to_owned();
+            let now =
+                with_repo(&self.root, move |repo| read::branch_tip(repo, &into_owned)).await?;
+            if now != Some(old) {
+                return Ok(MergeOutcome::Waiting {
+                    reason: format!("`{into}` moved while merging; run again"),
+                    files: Vec::new(),
+                });
+            }
+            let blockers = self.blocking_paths(&checkout, old, merged).await?;
+            if !blockers.is_empty() {
+                return Ok(waiting_for_changes(into, &checkout, blockers));
+            }
+            return Ok(MergeOutcome::Waiting {
+                reason: format!(
+                    "could not move your checkout at {} to the merge: {}; resolve that and run again",
+                    checkout.display(),
+                    out.stderr
+                ),
+                files: Vec::new(),
+            });
+        }
+        Ok(MergeOutcome::Merged(CommitId(merged_hex)))
+    }
+
+    /// The uncommitted paths in `checkout` that moving it from `old` to `merged` would touch:
+    /// dirty paths equal to, inside, or containing a changed path, plus files the merge adds
+    /// where something (an ignored file) already sits.
+    async fn blocking_paths(
+        &self,
+        checkout: &Path,
+        old: ObjectId,
+        merged: ObjectId,
+    ) -> Result<Vec<String>, VcsError> {
+        let (old_hex, merged_hex) = (old.to_string(), merged.to_string());
+        let out = self
+            .git
+            .ok(
+                &self.root,
+                [
+                    "diff",
+                    "--name-status",
+                    "--no-renames",
+                    "-z",
+                    &old_hex,
+                    &merged_hex,
+                ],
+            )
+            .await?;
+        let fields = out.nul_separated();
+        let changes: Vec<(&str, &str)> = fields
+            .chunks_exact(2)
+            .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+            .collect();
+        let dirty = with_repo(checkout, read::dirty_paths).await?;
+        let mut blockers: Vec<String> = dirty
+            .iter()
+            .filter(|path| changes.iter().any(|(_, changed)| overlaps(path, changed)))
+            .cloned()
+            .collect();
+        for (status, path) in &changes {
+            if status.starts_with('A')
+                && !blockers.iter().any(|b| b == path)
+                && std::fs::symlink_metadata(checkout.join(path)).is_ok()
+            {
+                blockers.push((*path).to_owned());
+            }
+        }
+        blockers.sort();
+        blockers.dedup();
+        Ok(blockers)
+    }
+
+    /// Makes the merge worktree exist, detached and clean at `at`.
+    async fn prepare_merge_worktree(&self, at: ObjectId) -> Result<(), VcsError> {
+        let worktree = self.merge_worktree.clone();
+        if self.root.starts_with(&worktree) {
+            return Err(VcsError::Io {
+                context: format!(
+                    "using {} as the merge worktree, which contains the repository",
+                    worktree.display()
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            });
+        }
+        let entries = self.worktree_entries().await?;
+        let registered = entries
+            .iter()
+            .find(|entry| same_path(&entry.path, &worktree));
+        match registered {
+            Some(entry) if !entry.prunable => self.reset_merge_worktree(at).await,
+            stale => {
+                if stale.is_some() {
+                    self.prune_worktrees().await?;
+                }
+                self.clear_stale_merge_dir(&worktree).await?;
+                if let Some(parent) = worktree.parent() {
+                    tokio::fs::create_dir_all(parent)
+                        .await
+                        .map_err(|source| VcsError::Io {
+                            context: format!("creating {}", parent.display()),
+                            source,
+                        })?;
+                }
+                let at = at.to_string();
+                self.git
+                    .ok(
+                        &self.root,
+                        [
+                            "worktree".as_ref(),
+                            "add".as_ref(),
+                            "--detach".as_ref(),
+                            "--quiet".as_ref(),
+                            worktree.as_os_str(),
+                            at.as_ref(),
+                        ],
+                    )
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts the (registered) merge worktree back to a clean detached checkout of `at`, whatever
+    /// an interrupted earlier merge left there.
+    async fn reset_merge_worktree(&self, at: ObjectId) -> Result<(), VcsError> {
+        let worktree = &self.merge_worktree;
+        let at = at.to_string();
+        // `reset --hard` first also drops a half-finished merge's state.
+        self.git
+            .ok(worktree, ["reset", "--hard", "--quiet"])
+            .await?;
+        self.git
+            .ok(
+                worktree,
+                ["checkout", "--detach", "--force", "--quiet", &at],
+            )
+            .await?;
+        self.git
+            .ok(worktree, ["reset", "--hard", "--quiet"])
+            .await?;
+        self.git.ok(worktree, ["clean", "-fdxq"]).await?;
+        Ok(())
+    }
+
+    /// A merge-worktree directory git no longer knows (its registration was pruned) is left-over
+    /// Factory state: remove it so `git worktree add` can recreate it. Anything else there that
+    /// is not empty is not ours to delete.
+    async fn clear_stale_merge_dir(&self, worktree: &Path) -> Result<(), VcsError> {
+        let io = |context: String| move |source| VcsError::Io { context, source };
+        let Ok(mut dir) = tokio::fs::read_dir(worktree).await else {
+            return Ok(());
+        };
+        let is_empty = dir
+            .next_entry()
+            .await
+            .map_err(io(format!("reading {}", worktree.display())))?
+            .is_none();
+        if is_empty {
+            return Ok(());
+        }
+        if tokio::fs::symlink_metadata(worktree.join(".git"))
+            .await
+            .is_ok_and(|meta| meta.is_file())
+        {
+            tracing::debug!(path = %worktree.display(), "removing stale merge worktree directory");
+            return tokio::fs::remove_dir_all(worktree)
+                .await
+                .map_err(io(format!("removing stale {}", worktree.display())));
+        }
+        Err(VcsError::Io {
+            context: format!(
+                "{} exists and is not a git worktree; move it away so Factory can make merges there",
+                worktree.display()
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        })
+    }
+}
+
+/// Whether a dirty path and a changed path are the same, or one lies inside the other.
+fn overlaps(dirty: &str, changed: &str) -> bool {
+    let dirty = dirty.trim_end_matches('/');
+    dirty == changed
+        || changed
+            .strip_prefix(dirty)
+            .is_some_and(|rest| rest.starts_with('/'))
+        || dirty
+            .strip_prefix(changed)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The outcome when the user's uncommitted `files` are in the merge's way.
+fn waiting_for_changes(into: &str, checkout: &Path, files: Vec<String>) -> MergeOutcome {
+    MergeOutcome::Waiting {
+        reason: format!(
+            "merging into `{into}` is waiting: uncommitted changes in {} (in {}) would be overwritten; commit or stash them and run again",
+            files.join(", "),
+            checkout.display()
+        ),
+        files,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlaps;
+
+    #[test]
+    fn overlap_is_exact_or_by_directory() {
+        assert!(overlaps("src/a.rs", "src/a.rs"));
+        assert!(overlaps("src", "src/a.rs"));
+        assert!(overlaps("src/", "src/a.rs"));
+        assert!(overlaps("src/a.rs/x", "src/a.rs"));
+        assert!(!overlaps("src/a.rs", "src/a.rs.bak"));
+        assert!(!overlaps("src/ab", "src/a"));
+    }
+}

@@ -1,0 +1,10 @@
+//! factory-git against real git in temporary repositories.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod commits;
+mod fixture;
+mod merge;
+mod status;
+mod update;
+mod worktrees;

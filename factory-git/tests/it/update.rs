@@ -1,0 +1,81 @@
+//! `update_branch`: rebasing a task branch onto main.
+
+use factory_core::ports::{UpdateOutcome, Vcs};
+
+use crate::fixture::{Fixture, git_in, git_output};
+
+#[tokio::test]
+async fn a_branch_that_contains_main_is_up_to_date() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let dir = fx.branch_with("030-fresh", &[("x.txt", "x\n")]);
+    let tip = fx.rev("factory/030-fresh");
+    assert_eq!(
+        repo.update_branch(&dir, "main").await.unwrap(),
+        UpdateOutcome::UpToDate
+    );
+    assert_eq!(fx.rev("factory/030-fresh"), tip);
+}
+
+#[tokio::test]
+async fn a_branch_behind_main_is_rebased_onto_it() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let dir = fx.branch_with("031-behind", &[("x.txt", "x\n")]);
+    let main = fx.advance_main(&[("m.txt", "main moved\n")]);
+
+    let outcome = repo.update_branch(&dir, "main").await.unwrap();
+    let UpdateOutcome::Rebased(tip) = outcome else {
+        panic!("expected Rebased, got {outcome:?}");
+    };
+    assert_eq!(fx.rev("factory/031-behind"), tip.0);
+    assert_eq!(fx.rev("factory/031-behind^"), main);
+    assert_eq!(std::fs::read(dir.join("x.txt")).unwrap(), b"x\n");
+    assert_eq!(std::fs::read(dir.join("m.txt")).unwrap(), b"main moved\n");
+    assert_eq!(
+        git_in(&dir, &["log", "-1", "--format=%an/%cn"]).trim(),
+        "Local User/Factory Bot",
+        "a rebase keeps the author and records Factory as committer"
+    );
+    assert!(repo.is_merged("main", "factory/031-behind").await.unwrap());
+    assert_eq!(
+        repo.update_branch(&dir, "main").await.unwrap(),
+        UpdateOutcome::UpToDate
+    );
+}
+
+#[tokio::test]
+async fn a_conflicting_rebase_is_aborted_and_the_branch_left_as_it_was() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let dir = fx.branch_with("032-clash", &[("a.txt", "alpha from the branch\n")]);
+    let tip = fx.rev("factory/032-clash");
+    fx.advance_main(&[("a.txt", "alpha from main\n")]);
+
+    let outcome = repo.update_branch(&dir, "main").await.unwrap();
+    assert_eq!(
+        outcome,
+        UpdateOutcome::Conflict {
+            files: vec!["a.txt".into()]
+        }
+    );
+    assert_eq!(fx.rev("factory/032-clash"), tip);
+    assert_eq!(git_in(&dir, &["rev-parse", "HEAD"]).trim(), tip);
+    assert_eq!(
+        git_in(&dir, &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/factory/032-clash"
+    );
+    assert!(git_in(&dir, &["status", "--porcelain"]).is_empty());
+    assert_eq!(
+        std::fs::read(dir.join("a.txt")).unwrap(),
+        b"alpha from the branch\n"
+    );
+    let git_dir = git_in(&dir, &["rev-parse", "--git-dir"]);
+    let git_dir = std::path::PathBuf::from(git_dir.trim());
+    assert!(!git_dir.join("rebase-merge").exists() && !git_dir.join("rebase-apply").exists());
+    assert!(
+        !git_output(&dir, &["rev-parse", "-q", "--verify", "REBASE_HEAD"])
+            .status
+            .success()
+    );
+}
