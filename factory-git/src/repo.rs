@@ -75,6 +75,47 @@ impl GitRepo {
         with_repo(&self.root, read::dirty_paths).await
     }
 
+    /// Adds `pattern` to the repository's `info/exclude` (once), so Factory's files stay out of
+    /// `git status` without touching the user's `.gitignore`.
+    pub async fn exclude(&self, pattern: &str) -> Result<(), VcsError> {
+        let out = self
+            .git
+            .ok(
+                &self.root,
+                [
+                    "rev-parse",
+                    "--path-format=absolute",
+                    "--git-path",
+                    "info/exclude",
+                ],
+            )
+            .await?;
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let io = |context: String| move |source| VcsError::Io { context, source };
+        let existing = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io(format!("reading {}", path.display()))(e)),
+        };
+        if existing.lines().any(|l| l.trim() == pattern) {
+            return Ok(());
+        }
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(io(format!("creating {}", dir.display())))?;
+        }
+        let mut text = existing;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(pattern);
+        text.push('\n');
+        tokio::fs::write(&path, text)
+            .await
+            .map_err(io(format!("writing {}", path.display())))
+    }
+
     /// Removes the merge worktree (the branches stay). Call at the end of a run so only the
     /// user's checkout and any remaining task worktrees are left. Idempotent.
     pub async fn remove_merge_worktree(&self) -> Result<(), VcsError> {
@@ -283,7 +324,13 @@ impl Vcs for GitRepo {
             .git
             .ok(
                 &self.root,
-                ["diff", "--name-only", "--no-renames", "-z", &from, &to],
+                [
+                    "diff",
+                    "--name-only",
+                    "--no-renames",
+                    "-z",
+                    &format!("{from}...{to}"),
+                ],
             )
             .await?;
         Ok(out.nul_separated())

@@ -121,7 +121,8 @@ pub trait Vcs: Send + Sync {
         message: &str,
     ) -> Result<Option<CommitId>, VcsError>;
 
-    /// Paths that differ between two commits-ish.
+    /// Paths changed on `to` since it forked from `from` (`git diff from...to`): what a branch
+    /// changes, even after `from` has moved on.
     async fn changed_paths(&self, from: &str, to: &str) -> Result<Vec<String>, VcsError>;
 
     /// Rebases the branch checked out in `worktree` onto `onto`; aborts cleanly on conflict.

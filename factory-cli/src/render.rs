@@ -1,0 +1,471 @@
+//! Turning reports and events into text for people.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use factory_core::decision::Decision;
+use factory_core::epic::Epic;
+use factory_core::event::{DomainEvent, Verdict};
+use factory_core::layout::Layout;
+use factory_core::mail::Mail;
+use factory_core::orchestrate::{Factory, RunReport, StatusReport, stop_signal};
+use factory_core::spec::artifact;
+use factory_core::task::{Task, TaskState};
+
+/// The error and its causes on one line, without repeating a cause already in the message.
+pub fn one_line_error(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.iter().map(|s| s.to_string()).collect(), &mut out);
+    for row in rows {
+        line(row.clone(), &mut out);
+    }
+    out
+}
+
+/// `factory epic list`.
+pub fn epics(epics: &[Epic]) -> String {
+    if epics.is_empty() {
+        return "No epics yet: add one with `factory epic add \"…\"`.\n".into();
+    }
+    let rows: Vec<Vec<String>> = epics
+        .iter()
+        .map(|e| vec![e.id.to_string(), e.state.to_string(), e.title.clone()])
+        .collect();
+    table(&["EPIC", "STATE", "TITLE"], &rows)
+}
+
+fn task_note(t: &Task) -> String {
+    if let Some(r) = &t.blocked_reason
+        && matches!(t.state, TaskState::Blocked | TaskState::Failed)
+    {
+        return r.clone();
+    }
+    if let Some(r) = &t.waiting_reason {
+        return format!("waiting: {r}");
+    }
+    if let Some(c) = &t.merge_commit {
+        return format!("merged {}", short(c));
+    }
+    String::new()
+}
+
+/// `factory tasks`.
+pub fn tasks(tasks: &[Task]) -> String {
+    if tasks.is_empty() {
+        return "No tasks yet: `factory run` plans added epics into tasks.\n".into();
+    }
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.spec_id.to_string(),
+                t.state.to_string(),
+                format!("{}/{}", t.attempts, t.qa_rounds),
+                t.branch.clone().unwrap_or_else(|| "-".into()),
+                task_note(t),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "SPEC", "STATE", "ROUNDS/QA", "BRANCH", "NOTE"],
+        &rows,
+    )
+}
+
+/// `factory status`.
+pub fn status(status: &StatusReport) -> String {
+    if status.epics.is_empty() {
+        return "No epics yet: add one with `factory epic add \"…\"`, then `factory run`.\n".into();
+    }
+    let mut out = String::new();
+    for e in &status.epics {
+        let done = e
+            .tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Completed)
+            .count();
+        let _ = writeln!(
+            out,
+            "Epic {} [{}] {} — {done}/{} merged",
+            e.epic.id,
+            e.epic.state,
+            e.epic.title,
+            e.tasks.len()
+        );
+        if let Some(r) = &e.epic.blocked_reason {
+            let _ = writeln!(out, "  reason: {r}");
+        }
+        for t in &e.tasks {
+            let note = task_note(t);
+            let _ = writeln!(
+                out,
+                "  {:<40} {:<12} rounds {}{}",
+                t.spec_id.to_string(),
+                t.state.to_string(),
+                t.attempts,
+                if note.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {note}")
+                }
+            );
+        }
+    }
+    let attention: Vec<_> = status
+        .agents
+        .iter()
+        .filter(|a| a.state != factory_core::agent::AgentState::Idle)
+        .collect();
+    if !attention.is_empty() {
+        out.push_str("Agents:\n");
+        for a in attention {
+            let label = match a.state {
+                factory_core::agent::AgentState::Failed => "needs attention",
+                s => s.as_str(),
+            };
+            let _ = writeln!(out, "  {:<40} {label}", a.id.to_string());
+        }
+    }
+    out
+}
+
+/// `factory spec show`.
+pub fn spec(layout: &Layout, task: &Task, file: Option<&str>) -> Result<String> {
+    let dir = layout.spec_dir(&task.spec_id);
+    let name = file.unwrap_or(artifact::SPEC_MD);
+    if name.contains('/') || name.contains("..") {
+        anyhow::bail!("--file takes a file name in the spec dir, e.g. qa_report.md");
+    }
+    let path = dir.join(name);
+    let body = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} has no {name} yet (the task is {}); artifacts appear once the task is assigned",
+            task.spec_id, task.state
+        )
+    })?;
+    let mut out = body;
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let _ = writeln!(out, "\n--- {} ({})", dir.display(), names.join(", "));
+    Ok(out)
+}
+
+/// `factory log`: every transcript and verify log of a task, in round order.
+pub fn logs(layout: &Layout, task: &Task) -> Result<String> {
+    let dir = layout.logs_dir(&task.spec_id.to_string());
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(format!(
+            "No logs for {} yet (it is {}).\n",
+            task.spec_id, task.state
+        ));
+    };
+    let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    files.sort_by_key(|p| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let round: u32 = name
+            .rsplit("round-")
+            .next()
+            .and_then(|r| r.split('.').next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let order = ["worker", "reviewer", "verify-qa", "verify-pre-merge"]
+            .iter()
+            .position(|p| name.starts_with(p))
+            .unwrap_or(9);
+        (round, order, name)
+    });
+    let mut out = String::new();
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = writeln!(out, "=== {name}");
+        if name.ends_with(".jsonl") {
+            for line in text.lines() {
+                match serde_json::from_str::<factory_core::ports::TranscriptEntry>(line) {
+                    Ok(e) => {
+                        let kind = serde_json::to_value(e.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        for (i, l) in e.text.lines().enumerate() {
+                            let tag = if i == 0 { kind.as_str() } else { "" };
+                            let _ = writeln!(out, "{} {tag:<7} {l}", e.at.format("%H:%M:%S"));
+                        }
+                    }
+                    Err(_) => {
+                        let _ = writeln!(out, "{line}");
+                    }
+                }
+            }
+        } else {
+            out.push_str(&text);
+        }
+    }
+    Ok(out)
+}
+
+/// `factory mail`.
+pub fn mail(mail: &[Mail]) -> String {
+    if mail.is_empty() {
+        return "No mail.\n".into();
+    }
+    let mut out = String::new();
+    for m in mail {
+        let unread = if m.read_at.is_none() { " (new)" } else { "" };
+        let _ = writeln!(
+            out,
+            "#{} {} {} → {}{unread}: {}\n    {}",
+            m.id.0,
+            m.created_at.format("%Y-%m-%d %H:%M"),
+            m.from,
+            m.to,
+            m.subject,
+            m.body.trim().replace('\n', "\n    ")
+        );
+    }
+    out
+}
+
+/// `factory decisions`.
+pub fn decisions(decisions: &[Decision]) -> String {
+    if decisions.is_empty() {
+        return "No decisions recorded yet.\n".into();
+    }
+    let mut out = String::new();
+    for d in decisions {
+        let _ = writeln!(
+            out,
+            "{} {}: {}",
+            d.created_at.format("%H:%M:%S"),
+            d.actor,
+            d.decision
+        );
+        if !d.reasoning.trim().is_empty() {
+            let _ = writeln!(
+                out,
+                "    why: {}",
+                d.reasoning.trim().replace('\n', "\n         ")
+            );
+        }
+    }
+    out
+}
+
+/// One progress line for an event, or nothing for events people need not see.
+pub fn progress_line(event: &DomainEvent) -> Option<String> {
+    Some(match event {
+        DomainEvent::TaskCreated {
+            spec_id,
+            title,
+            depends_on,
+            ..
+        } => {
+            let after = if depends_on.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (after task {})",
+                    depends_on
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            format!("planned  {spec_id}: {title}{after}")
+        }
+        DomainEvent::TaskReady { spec_id, .. } => format!("[{spec_id}] ready"),
+        DomainEvent::AgentStarted {
+            agent_id,
+            round,
+            role,
+            ..
+        } => {
+            let scope = agent_id.as_str().split_once('/').map_or("", |(_, s)| s);
+            match role {
+                factory_core::agent::AgentRole::Planner => format!("planning {scope}…"),
+                role => format!("[{scope}] {role} round {round}…"),
+            }
+        }
+        DomainEvent::QaReported {
+            spec_id,
+            round,
+            verdict,
+            summary,
+            ..
+        } => {
+            let v = match verdict {
+                Verdict::Approve => "approved",
+                Verdict::ChangesRequested => "changes requested",
+            };
+            let summary: String = summary.chars().take(90).collect();
+            format!("[{spec_id}] review round {round}: {v} — {summary}")
+        }
+        DomainEvent::VerifyCompleted {
+            spec_id,
+            round,
+            passed,
+            duration_ms,
+            stage,
+            ..
+        } => {
+            let stage = match stage {
+                factory_core::event::VerifyStage::Qa => "verify",
+                factory_core::event::VerifyStage::PreMerge => "re-verify",
+            };
+            let result = if *passed { "passed" } else { "FAILED" };
+            format!(
+                "[{spec_id}] {stage} round {round}: {result} ({:.1} s)",
+                *duration_ms as f64 / 1000.0
+            )
+        }
+        DomainEvent::MergeCompleted {
+            spec_id, commit, ..
+        } => {
+            format!("[{spec_id}] merged --no-ff as {}", short(commit))
+        }
+        DomainEvent::MergeWaiting {
+            spec_id, reason, ..
+        } => format!("[{spec_id}] merge waiting: {reason}"),
+        DomainEvent::TaskStateChanged {
+            spec_id,
+            to: TaskState::Blocked,
+            reason,
+            ..
+        } => {
+            format!(
+                "[{spec_id}] BLOCKED: {}",
+                reason.clone().unwrap_or_default()
+            )
+        }
+        DomainEvent::MailSent {
+            from, to, subject, ..
+        } if to == factory_core::mail::HUMAN => {
+            format!("mail from {from}: {subject} (read with `factory mail`)")
+        }
+        _ => return None,
+    })
+}
+
+/// Runs the factory, printing a progress line per step, until done or Ctrl-C.
+pub async fn run_with_progress(factory: &Factory) -> Result<RunReport> {
+    let mut events = factory.subscribe();
+    let printer = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if let Some(line) = progress_line(&e) {
+                        println!("{line}");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    println!("… {n} progress lines skipped");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    let (handle, signal) = stop_signal();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping at the next step (Ctrl-C again to abort now)…");
+            handle.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let result = factory.run(signal).await;
+    ctrl_c.abort();
+    // Let the printer drain what was already sent.
+    tokio::task::yield_now().await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    printer.abort();
+    Ok(result?)
+}
+
+/// The closing lines of `factory run` and its exit code.
+pub fn run_outcome(report: &RunReport) -> ExitCode {
+    let secs = report.elapsed_ms as f64 / 1000.0;
+    println!(
+        "Run finished in {secs:.1} s: {} merged, {} blocked, {} waiting, {} unfinished; {} QA round(s).",
+        report.merged.len(),
+        report.blocked.len(),
+        report.waiting.len(),
+        report.unfinished.len(),
+        report.qa_rounds
+    );
+    if report.stopped {
+        eprintln!("Stopped. Run `factory run` again to resume; merged work is kept.");
+        return ExitCode::from(130);
+    }
+    for (spec, reason) in &report.blocked {
+        eprintln!("blocked {spec}: {reason}");
+    }
+    for (spec, reason) in &report.waiting {
+        eprintln!("waiting {spec}: {reason}");
+    }
+    if report.all_merged() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "error: not everything merged; see `factory status`, fix the cause, then `factory task retry ID` and `factory run`"
+        );
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,161 @@
+//! Test repositories, a shell-script agent and ways to run `factory`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub fn factory_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_factory")
+}
+
+/// `factory ARGS` in `dir`, with no global git config in reach.
+pub fn factory(dir: &Path, args: &[&str]) -> Output {
+    factory_cmd(dir, args).output().expect("run factory")
+}
+
+pub fn factory_cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(factory_bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    cmd
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A repository with one commit on `main` and its own identity.
+pub fn repo(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.name", "Test User"]);
+    git(dir, &["config", "user.email", "test@example.invalid"]);
+    git(dir, &["config", "commit.gpgsign", "false"]);
+    std::fs::write(dir.join("README.md"), "# sample\n").unwrap();
+    std::fs::write(dir.join("notes.txt"), "original notes\n").unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "initial"]);
+}
+
+/// A shell agent: the planner plans `tasks` (key:deps pairs, e.g. "a", "b:a"); the worker writes
+/// `<key>.txt` (appending the round) and logs each run to `agent-runs.log` in the `.factory` dir;
+/// the reviewer approves. `FAIL_ROLE` / `GARBAGE_ROLE` files in .factory make that role exit 3 or
+/// print garbage; a `SLOW_<key>` file makes that worker sleep.
+pub fn agent_script(dir: &Path, tasks: &[&str]) -> PathBuf {
+    let mut plan = String::from(r#"{"reasoning":"test plan","tasks":["#);
+    for (i, t) in tasks.iter().enumerate() {
+        let (key, deps) = t.split_once(':').unwrap_or((t, ""));
+        let deps: Vec<String> = deps
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("\"{d}\""))
+            .collect();
+        if i > 0 {
+            plan.push(',');
+        }
+        plan.push_str(&format!(
+            r#"{{"key":"{key}","title":"Add {key} file","description":"write {key}.txt","acceptance":["{key}.txt exists"],"depends_on":[{}]}}"#,
+            deps.join(",")
+        ));
+    }
+    plan.push_str("]}");
+    let script = format!(
+        r#"#!/bin/sh
+F="$(git rev-parse --path-format=absolute --git-common-dir)/../.factory"
+cat > /dev/null
+echo "$FACTORY_ROLE $FACTORY_SPEC_ID $FACTORY_ROUND" >> "$F/agent-runs.log"
+if [ -f "$F/FAIL_$FACTORY_ROLE" ]; then echo "agent crashed on purpose" >&2; exit 3; fi
+if [ -f "$F/GARBAGE_$FACTORY_ROLE" ]; then echo "I am not JSON"; exit 0; fi
+case "$FACTORY_ROLE" in
+  planner) echo '{plan}' ;;
+  worker)
+    if [ -f "$F/SLOW_$FACTORY_TASK_KEY" ]; then sleep 30; fi
+    echo "round $FACTORY_ROUND" >> "$FACTORY_TASK_KEY.txt"
+    echo "DECISION: write $FACTORY_TASK_KEY.txt -- the task says so"
+    ;;
+  reviewer) echo '{{"verdict":"approve","summary":"looks right"}}' ;;
+esac
+"#
+    );
+    let path = dir.join("agent.sh");
+    std::fs::write(&path, script).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+    path
+}
+
+/// A repository initialized for Factory with the shell agent and `verify`.
+pub fn factory_repo(dir: &Path, tasks: &[&str], verify: &str) -> PathBuf {
+    repo(dir);
+    let agent_dir = dir.parent().unwrap().join(format!(
+        "{}-agent",
+        dir.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let agent = agent_script(&agent_dir, tasks);
+    let out = factory(
+        dir,
+        &[
+            "init",
+            "--verify",
+            verify,
+            "--agent",
+            agent.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "init: {}", stderr(&out));
+    agent
+}
+
+pub fn status_json(dir: &Path) -> serde_json::Value {
+    let out = factory(dir, &["status", "--json"]);
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn tasks_of(status: &serde_json::Value) -> Vec<serde_json::Value> {
+    status["epics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["tasks"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn agent_runs(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join(".factory/agent-runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the `factory` binary against real git repositories, a real SQLite file,
+//! real verify commands and agents played by small shell scripts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod bad_input;
+mod demo;
+mod fixture;
+mod resume;
+mod safety;

@@ -1,0 +1,103 @@
+use std::time::Duration;
+
+use crate::fixture::{
+    factory, factory_cmd, factory_repo, git, status_json, stderr, tasks_of, wait_for,
+};
+
+/// The user's modified tracked file, staged change and untracked file survive a full run byte for
+/// byte, and their checkout of main moves to the new main.
+#[test]
+fn uncommitted_work_is_untouched_by_a_full_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["alpha", "beta:alpha"], "test -f alpha.txt");
+    std::fs::write(dir.join("notes.txt"), "my unsaved edit\n").unwrap();
+    std::fs::write(dir.join("staged.txt"), "staged but not committed\n").unwrap();
+    git(&dir, &["add", "staged.txt"]);
+    std::fs::write(dir.join("scratch.txt"), "untracked scratch\n").unwrap();
+    let diff_before = git(&dir, &["diff"]);
+    let cached_before = git(&dir, &["diff", "--cached"]);
+
+    let out = factory(&dir, &["epic", "add", "Add alpha and beta files"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = factory(&dir, &["run"]);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "my unsaved edit\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("staged.txt")).unwrap(),
+        "staged but not committed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("scratch.txt")).unwrap(),
+        "untracked scratch\n"
+    );
+    assert_eq!(git(&dir, &["diff"]), diff_before);
+    assert_eq!(git(&dir, &["diff", "--cached"]), cached_before);
+    // The checkout is on the new main, which has both merges.
+    assert_eq!(
+        git(&dir, &["rev-parse", "HEAD"]),
+        git(&dir, &["rev-parse", "main"])
+    );
+    assert_eq!(git(&dir, &["rev-list", "--merges", "--count", "main"]), "2");
+    assert!(dir.join("alpha.txt").exists() && dir.join("beta.txt").exists());
+    assert_eq!(git(&dir, &["worktree", "list"]).lines().count(), 1);
+}
+
+/// A merge that would overwrite the user's uncommitted change waits, says why, and changes
+/// nothing; Ctrl-C then stops the run cleanly.
+#[test]
+fn merge_waits_for_a_dirty_checkout_and_status_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["alpha"], "true");
+    // The task writes alpha.txt; the user has an untracked alpha.txt of their own.
+    std::fs::write(dir.join("alpha.txt"), "mine\n").unwrap();
+    let main_before = git(&dir, &["rev-parse", "main"]);
+    assert!(
+        factory(&dir, &["epic", "add", "Add alpha"])
+            .status
+            .success()
+    );
+
+    let mut child = factory_cmd(&dir, &["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(60), "the merge to wait", || {
+        tasks_of(&status_json(&dir)).iter().any(|t| {
+            t["waiting_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("alpha.txt"))
+        })
+    });
+    let human = crate::fixture::stdout(&factory(&dir, &["status"]));
+    assert!(
+        human.contains("waiting:") && human.contains("alpha.txt"),
+        "{human}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("alpha.txt")).unwrap(),
+        "mine\n"
+    );
+    assert_eq!(git(&dir, &["rev-parse", "main"]), main_before);
+
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("alpha.txt")).unwrap(),
+        "mine\n"
+    );
+}
