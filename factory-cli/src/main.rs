@@ -287,22 +287,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     if body.trim().is_empty() {
                         bail!("the message is empty: write something to send");
                     }
-                    let known = ws.factory.store().list_agents().await?;
-                    if !known.iter().any(|a| a.id.as_str() == to) && to != HUMAN {
-                        let names: Vec<_> = known.iter().map(|a| a.id.to_string()).collect();
-                        bail!(
-                            "no agent `{to}`; known agents: {} (agents appear once `factory run` starts them)",
-                            if names.is_empty() {
-                                "none yet".to_owned()
-                            } else {
-                                names.join(", ")
-                            }
-                        );
-                    }
-                    let mail = ws
-                        .factory
-                        .send_mail(HUMAN, &to, &subject, &body, None)
-                        .await?;
+                    let mail = ws.factory.mail_agent(&to, &subject, &body).await?;
                     println!(
                         "Sent mail {} to {to}; it is delivered in the agent's next prompt.",
                         mail.id.0

@@ -59,8 +59,11 @@ pub fn repo(dir: &Path) {
 
 /// A shell agent: the planner plans `tasks` (key:deps pairs, e.g. "a", "b:a"); the worker writes
 /// `<key>.txt` (appending the round) and logs each run to `agent-runs.log` in the `.factory` dir;
-/// the reviewer approves. `FAIL_ROLE` / `GARBAGE_ROLE` files in .factory make that role exit 3 or
-/// print garbage; a `SLOW_<key>` file makes that worker sleep.
+/// the reviewer approves. Files in .factory steer it: `FAIL_<role>` / `GARBAGE_<role>` make that
+/// role exit 3 or print garbage; `SLOW_<key>` makes that worker sleep 30 s and `SLEEPY` every
+/// worker 0.5 s; `SAME_<key>` makes the worker write the same content every round;
+/// `REVIEW_CHANGES_<key>` makes the reviewer always request changes. Workers save their prompt
+/// as `prompt-<spec>-<round>.txt` and their start/end times in `times.log`.
 pub fn agent_script(dir: &Path, tasks: &[&str]) -> PathBuf {
     let mut plan = String::from(r#"{"reasoning":"test plan","tasks":["#);
     for (i, t) in tasks.iter().enumerate() {
@@ -82,18 +85,28 @@ pub fn agent_script(dir: &Path, tasks: &[&str]) -> PathBuf {
     let script = format!(
         r#"#!/bin/sh
 F="$(git rev-parse --path-format=absolute --git-common-dir)/../.factory"
-cat > /dev/null
+PROMPT="$(cat)"
 echo "$FACTORY_ROLE $FACTORY_SPEC_ID $FACTORY_ROUND" >> "$F/agent-runs.log"
 if [ -f "$F/FAIL_$FACTORY_ROLE" ]; then echo "agent crashed on purpose" >&2; exit 3; fi
 if [ -f "$F/GARBAGE_$FACTORY_ROLE" ]; then echo "I am not JSON"; exit 0; fi
 case "$FACTORY_ROLE" in
   planner) echo '{plan}' ;;
   worker)
+    printf '%s' "$PROMPT" > "$F/prompt-$FACTORY_SPEC_ID-$FACTORY_ROUND.txt"
+    echo "start $FACTORY_TASK_KEY $(date +%s%N)" >> "$F/times.log"
     if [ -f "$F/SLOW_$FACTORY_TASK_KEY" ]; then sleep 30; fi
-    echo "round $FACTORY_ROUND" >> "$FACTORY_TASK_KEY.txt"
+    if [ -f "$F/SLEEPY" ]; then sleep 0.5; fi
+    if [ -f "$F/SAME_$FACTORY_TASK_KEY" ]; then echo "same" > "$FACTORY_TASK_KEY.txt";
+    else echo "round $FACTORY_ROUND" >> "$FACTORY_TASK_KEY.txt"; fi
+    echo "end $FACTORY_TASK_KEY $(date +%s%N)" >> "$F/times.log"
     echo "DECISION: write $FACTORY_TASK_KEY.txt -- the task says so"
     ;;
-  reviewer) echo '{{"verdict":"approve","summary":"looks right"}}' ;;
+  reviewer)
+    if [ -f "$F/REVIEW_CHANGES_$FACTORY_TASK_KEY" ]; then
+      echo '{{"verdict":"changes_requested","summary":"not yet","issues":["say it louder"]}}'
+    else
+      echo '{{"verdict":"approve","summary":"looks right"}}'
+    fi ;;
 esac
 "#
     );

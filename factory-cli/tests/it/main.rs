@@ -6,5 +6,6 @@
 mod bad_input;
 mod demo;
 mod fixture;
+mod qa_loop;
 mod resume;
 mod safety;

@@ -91,6 +91,14 @@ pub enum OrchestrateError {
     /// No task has this id or spec id.
     #[error("no task `{0}`: run `factory tasks` to list task ids and spec ids")]
     UnknownTask(String),
+    /// Mail to an address no agent has or will have.
+    #[error(
+        "no agent `{to}`: address planner/epic-N, worker/<spec-id> or reviewer/<spec-id> (see `factory tasks`), or human"
+    )]
+    UnknownRecipient {
+        /// The address given.
+        to: String,
+    },
     /// The task is not in a state the request applies to.
     #[error("task {spec_id} is {state}: {hint}")]
     WrongTaskState {
@@ -378,6 +386,41 @@ impl Factory {
         })
         .await?;
         Ok(mail)
+    }
+
+    /// Sends a message from the human to an agent, which reads it in its next prompt. The
+    /// address must name an existing epic's planner or an existing task's worker or reviewer
+    /// (the agent need not have run yet).
+    pub async fn mail_agent(
+        &self,
+        to: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<Mail, OrchestrateError> {
+        let unknown = || OrchestrateError::UnknownRecipient { to: to.to_owned() };
+        let task_id = match to.split_once('/') {
+            _ if to == HUMAN => None,
+            Some(("planner", scope)) => {
+                let id = scope
+                    .strip_prefix("epic-")
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .ok_or_else(unknown)?;
+                match self.store_ref().epic(EpicId(id)).await {
+                    Err(StoreError::NotFound { .. }) => return Err(unknown()),
+                    other => other?,
+                };
+                None
+            }
+            Some(("worker" | "reviewer", scope)) => {
+                let spec: SpecId = scope.parse().map_err(|_| unknown())?;
+                match self.store_ref().task_by_spec(&spec).await {
+                    Err(StoreError::NotFound { .. }) => return Err(unknown()),
+                    other => Some(other?.id),
+                }
+            }
+            _ => return Err(unknown()),
+        };
+        self.send_mail(HUMAN, to, subject, body, task_id).await
     }
 
     /// Puts a blocked task back to `Assigned` with a fresh round budget, so the next run works on
