@@ -442,6 +442,12 @@ pub async fn run_with_progress(factory: &Factory) -> Result<RunReport> {
 /// The closing lines of `factory run` and its exit code.
 pub fn run_outcome(report: &RunReport) -> ExitCode {
     let secs = report.elapsed_ms as f64 / 1000.0;
+    let nothing =
+        report.merged.is_empty() && report.blocked.is_empty() && report.waiting.is_empty();
+    if nothing && report.unfinished.is_empty() && !report.stopped {
+        println!("Nothing to do: every epic is done. Add one with `factory epic add \"…\"`.");
+        return ExitCode::SUCCESS;
+    }
     println!(
         "Run finished in {secs:.1} s: {} merged, {} blocked, {} waiting, {} unfinished; {} QA round(s).",
         report.merged.len(),

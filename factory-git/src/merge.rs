@@ -107,7 +107,10 @@ impl GitRepo {
         let into_ref = read::branch_ref(into);
         let merged_hex = merged.to_string();
         let old_hex = old.to_string();
-        let entries = self.worktree_entries().await?;
+        let entries = {
+            let _admin = self.worktree_lock.lock().await;
+            self.worktree_entries().await?
+        };
         let holder = entries.into_iter().find(|entry| {
             !entry.prunable
                 && entry.branch.as_deref() == Some(into_ref.as_str())
@@ -239,6 +242,7 @@ impl GitRepo {
                 source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
             });
         }
+        let _admin = self.worktree_lock.lock().await;
         let entries = self.worktree_entries().await?;
         let registered = entries
             .iter()

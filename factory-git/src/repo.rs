@@ -20,6 +20,9 @@ pub struct GitRepo {
     pub(crate) git: GitCli,
     pub(crate) merge_worktree: PathBuf,
     pub(crate) merge_lock: tokio::sync::Mutex<()>,
+    /// Held while reading or changing the worktree list: `git worktree list` fails on an entry
+    /// that a concurrent `git worktree add` is still writing.
+    pub(crate) worktree_lock: tokio::sync::Mutex<()>,
 }
 
 impl GitRepo {
@@ -49,6 +52,7 @@ impl GitRepo {
             git: GitCli::new(identity),
             merge_worktree,
             merge_lock: tokio::sync::Mutex::new(()),
+            worktree_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -177,6 +181,7 @@ impl Vcs for GitRepo {
             return Err(invalid_name("worktree add", branch));
         }
         let wanted = read::branch_ref(branch);
+        let _admin = self.worktree_lock.lock().await;
         let entries = self.worktree_entries().await?;
         if let Some(entry) = entries.iter().find(|entry| same_path(&entry.path, &path)) {
             if entry.prunable {
@@ -250,6 +255,7 @@ impl Vcs for GitRepo {
     }
 
     async fn remove_worktree(&self, path: &Path) -> Result<(), VcsError> {
+        let _admin = self.worktree_lock.lock().await;
         let entries = self.worktree_entries().await?;
         if let Some(entry) = entries.iter().find(|entry| same_path(&entry.path, path)) {
             if same_path(&entry.path, &self.root) {
@@ -277,6 +283,7 @@ impl Vcs for GitRepo {
     }
 
     async fn list_worktrees(&self) -> Result<Vec<PathBuf>, VcsError> {
+        let _admin = self.worktree_lock.lock().await;
         Ok(self
             .worktree_entries()
             .await?

@@ -161,3 +161,34 @@ fn bad_config_names_the_file_and_the_key() {
     std::fs::write(&cfg, text.replace("max_parallel = 2", "max_paralel = 2")).unwrap();
     assert_one_line_error(&factory(&dir, &["status"]), "max_paralel");
 }
+
+#[test]
+fn a_missing_main_branch_stops_before_any_agent_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "true");
+    let cfg = dir.join(".factory/config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("main_branch = \"main\"", "main_branch = \"trunk\""),
+    )
+    .unwrap();
+    assert!(factory(&dir, &["epic", "add", "Add a"]).status.success());
+    assert_one_line_error(&factory(&dir, &["run"]), "branch `trunk` does not exist");
+    assert!(agent_runs(&dir).is_empty());
+}
+
+#[test]
+fn run_with_nothing_to_do_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "true");
+    let out = factory(&dir, &["run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        crate::fixture::stdout(&out).contains("Nothing to do"),
+        "{}",
+        crate::fixture::stdout(&out)
+    );
+}

@@ -187,3 +187,31 @@ fn mail_to_an_agent_reaches_its_next_prompt() {
     let all = stdout(&factory(&dir, &["mail", "--all"]));
     assert!(all.contains(&format!("human → {to}: style")), "{all}");
 }
+
+#[test]
+fn many_independent_tasks_each_merge_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let keys: Vec<String> = (1..=10).map(|i| format!("k{i}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    factory_repo(&dir, &keys, "true");
+    assert!(
+        factory(&dir, &["epic", "add", "Ten files"])
+            .status
+            .success()
+    );
+    let out = factory(&dir, &["run"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        git(&dir, &["rev-list", "--merges", "--count", "main"]),
+        "10"
+    );
+    let tasks = tasks_of(&status_json(&dir));
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["state"] == "completed" && t["attempts"] == 1),
+        "{tasks:?}"
+    );
+    assert_eq!(git(&dir, &["worktree", "list"]).lines().count(), 1);
+}

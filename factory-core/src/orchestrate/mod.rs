@@ -243,6 +243,15 @@ struct Inner {
     events: broadcast::Sender<DomainEvent>,
 }
 
+/// Which kind of job the run loop spawned for a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    /// The worker → review → verify loop.
+    Pipeline,
+    /// The merge queue step.
+    Merge,
+}
+
 /// What a task pipeline or merge job ended with.
 enum JobEnd {
     /// The task moved as far as it can in this job.
@@ -534,8 +543,13 @@ impl Factory {
         Ok(())
     }
 
-    /// Fails early, before any agent runs, when the verify command's program is not installed.
+    /// Fails early, before any agent runs, when the main branch does not exist or the verify
+    /// command's program is not installed.
     pub async fn preflight(&self) -> Result<(), OrchestrateError> {
+        let main = &self.inner.config.git.main_branch;
+        if self.inner.ports.vcs.branch_head(main).await?.is_none() {
+            return Err(VcsError::MissingBranch(main.clone()).into());
+        }
         let command = self.inner.config.verify.command.trim();
         let Some(program) = command
             .split_whitespace()
@@ -580,7 +594,7 @@ impl Factory {
         }
 
         let max_parallel = self.inner.config.max_parallel.max(1);
-        let mut jobs: JoinSet<(TaskId, Result<JobEnd, OrchestrateError>)> = JoinSet::new();
+        let mut jobs: JoinSet<(JobKind, TaskId, Result<JobEnd, OrchestrateError>)> = JoinSet::new();
         let mut pipelines: HashSet<TaskId> = HashSet::new();
         let mut merging: Option<TaskId> = None;
         let mut waiting_since: BTreeMap<TaskId, Instant> = BTreeMap::new();
@@ -623,12 +637,14 @@ impl Factory {
                     pipelines.insert(task.id);
                     let this = self.clone();
                     let id = task.id;
-                    jobs.spawn(async move { (id, this.drive_task(id).await) });
+                    jobs.spawn(async move { (JobKind::Pipeline, id, this.drive_task(id).await) });
                 }
             }
             if merging.is_none() {
+                // A pipeline that just approved its task may still be finishing; merge it after.
                 let next = tasks.iter().find(|t| {
                     t.state == TaskState::Merging
+                        && !pipelines.contains(&t.id)
                         && waiting_since
                             .get(&t.id)
                             .is_none_or(|since| since.elapsed() >= retry)
@@ -638,7 +654,7 @@ impl Factory {
                     waiting_since.remove(&task.id);
                     let this = self.clone();
                     let id = task.id;
-                    jobs.spawn(async move { (id, this.merge_task(id).await) });
+                    jobs.spawn(async move { (JobKind::Merge, id, this.merge_task(id).await) });
                 }
             }
 
@@ -657,17 +673,18 @@ impl Factory {
             tokio::select! {
                 joined = jobs.join_next() => {
                     let Some(joined) = joined else { continue };
-                    let (id, result) = match joined {
+                    let (kind, id, result) = match joined {
                         Ok(pair) => pair,
                         Err(e) => {
                             first_error.get_or_insert(OrchestrateError::Internal(e.to_string()));
                             continue;
                         }
                     };
-                    if merging == Some(id) {
-                        merging = None;
-                    } else {
-                        pipelines.remove(&id);
+                    match kind {
+                        JobKind::Merge => merging = None,
+                        JobKind::Pipeline => {
+                            pipelines.remove(&id);
+                        }
                     }
                     match result {
                         Ok(JobEnd::MergeWaiting) => {

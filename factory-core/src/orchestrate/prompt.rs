@@ -19,14 +19,10 @@ each end in a mergeable, tested change. Order them with `depends_on` when one ne
     )
 }
 
-/// The worker's prompt for one round.
-pub(crate) fn worker(task: &Task, round: u32, fix_request: Option<&str>, mail: &[Mail]) -> String {
+/// `intro`, then the task's title, description and acceptance criteria.
+fn task_section(intro: &str, task: &Task) -> String {
     let mut p = format!(
-        "You are a worker in a software factory. Implement the task below by editing files in the \
-current directory (a git worktree on branch {branch}). Do not commit; Factory commits for you. \
-Add or update tests so the project's test command passes.\n\n\
-# Task {spec}: {title}\n\n{desc}\n\n## Acceptance criteria\n",
-        branch = task.spec_id.branch(),
+        "{intro}\n\n# Task {spec}: {title}\n\n{desc}\n\n## Acceptance criteria\n",
         spec = task.spec_id,
         title = task.title,
         desc = task.description.trim(),
@@ -34,6 +30,18 @@ Add or update tests so the project's test command passes.\n\n\
     for a in &task.acceptance {
         p.push_str(&format!("- {a}\n"));
     }
+    p
+}
+
+/// The worker's prompt for one round.
+pub(crate) fn worker(task: &Task, round: u32, fix_request: Option<&str>, mail: &[Mail]) -> String {
+    let intro = format!(
+        "You are a worker in a software factory. Implement the task below by editing files in the \
+current directory (a git worktree on branch {}). Do not commit; Factory commits for you. \
+Add or update tests so the project's test command passes.",
+        task.spec_id.branch()
+    );
+    let mut p = task_section(&intro, task);
     p.push_str(&format!("\n# Round {round}\n"));
     if let Some(fix) = fix_request {
         p.push_str("\nQA asked for changes (QA_FIX_REQUEST.md):\n\n");
@@ -60,18 +68,12 @@ Add or update tests so the project's test command passes.\n\n\
 
 /// The reviewer's prompt for one round.
 pub(crate) fn reviewer(task: &Task, round: u32, changed: &[String]) -> String {
-    let mut p = format!(
+    let intro = format!(
         "You are the reviewer in a software factory. Judge whether the change on this worktree \
-(branch {branch}) meets the task. The project's test command runs separately.\n\n\
-# Task {spec}: {title}\n\n{desc}\n\n## Acceptance criteria\n",
-        branch = task.spec_id.branch(),
-        spec = task.spec_id,
-        title = task.title,
-        desc = task.description.trim(),
+(branch {}) meets the task. The project's test command runs separately.",
+        task.spec_id.branch()
     );
-    for a in &task.acceptance {
-        p.push_str(&format!("- {a}\n"));
-    }
+    let mut p = task_section(&intro, task);
     p.push_str(&format!("\n# Round {round}: files changed against main\n"));
     for f in changed {
         p.push_str(&format!("- {f}\n"));

@@ -183,3 +183,33 @@ async fn branch_head_reads_existing_and_missing_branches() {
     );
     assert_eq!(repo.branch_head("factory/nope").await.unwrap(), None);
 }
+
+/// Parallel task pipelines create worktrees while the merge queue lists them; `git worktree
+/// list` fails on an entry another `git worktree add` is still writing, so GitRepo serialises
+/// worktree administration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_worktree_creation_and_listing_do_not_race() {
+    let fx = Fixture::new();
+    let repo = std::sync::Arc::new(fx.repo());
+    let mut jobs = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let creator = repo.clone();
+        let path = fx.task_dir(&format!("{i:03}-t"));
+        jobs.spawn(async move {
+            creator
+                .create_worktree(&path, &format!("factory/{i:03}-t"), "main")
+                .await
+        });
+        let lister = repo.clone();
+        jobs.spawn(async move {
+            for _ in 0..10 {
+                lister.list_worktrees().await?;
+            }
+            Ok(())
+        });
+    }
+    while let Some(joined) = jobs.join_next().await {
+        joined.unwrap().unwrap();
+    }
+    assert_eq!(worktree_paths(&fx.root).len(), 25);
+}
