@@ -177,6 +177,8 @@ pub struct WorkerNotes {
     pub decisions: Vec<(String, String)>,
     /// Mail bodies for the human.
     pub mail: Vec<String>,
+    /// The last non-empty line that is not a marked (`DECISION:`, `MAIL:`, `NOTE:`) line.
+    pub summary: Option<String>,
 }
 
 impl WorkerNotes {
@@ -191,6 +193,8 @@ impl WorkerNotes {
                     .push((decision.trim().to_owned(), reasoning.trim().to_owned()));
             } else if let Some(rest) = line.strip_prefix(MAIL_PREFIX) {
                 notes.mail.push(rest.trim().to_owned());
+            } else if !line.is_empty() && !line.starts_with("NOTE:") {
+                notes.summary = Some(line.to_owned());
             }
         }
         notes

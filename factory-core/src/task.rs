@@ -178,6 +178,8 @@ pub struct TaskChanges {
     pub waiting_reason: Option<Option<String>>,
     /// Merge commit id.
     pub merge_commit: Option<Option<String>>,
+    /// Pull request URL.
+    pub pr_url: Option<Option<String>>,
 }
 
 impl TaskChanges {
@@ -211,6 +213,7 @@ impl Task {
             blocked_reason,
             waiting_reason,
             merge_commit,
+            pr_url,
         } = changes;
         if let Some(v) = attempts {
             next.attempts = v;
@@ -229,6 +232,9 @@ impl Task {
         }
         if let Some(v) = merge_commit {
             next.merge_commit = v;
+        }
+        if let Some(v) = pr_url {
+            next.pr_url = v;
         }
         next.version = self.version + 1;
         next.updated_at = now;

@@ -119,6 +119,15 @@ fn demo_merges_every_task_no_ff_and_leaves_a_clean_repository() {
         "{}",
         stdout(&status)
     );
+    let status_json: serde_json::Value =
+        serde_json::from_slice(&factory(&dir, &["status", "--json"]).stdout).unwrap();
+    let agents = status_json["agents"].as_array().unwrap();
+    assert_eq!(
+        agents.len(),
+        7,
+        "planner + worker and reviewer per task: {agents:?}"
+    );
+    assert!(agents.iter().all(|a| a["state"] == "idle"), "{agents:?}");
     let decisions = stdout(&factory(&dir, &["decisions"]));
     assert!(
         decisions.contains("request changes") && decisions.contains("small words"),

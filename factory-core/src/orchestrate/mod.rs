@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::agent::{Agent, AgentId, AgentRole, AgentState};
 use crate::config::FactoryConfig;
@@ -786,6 +787,8 @@ impl Factory {
                 },
                 other => other.into(),
             })?;
+        self.set_agent(&agent_id, AgentRole::Planner, None, AgentState::Idle)
+            .await?;
         let summary: Vec<String> = tasks.iter().map(|t| t.spec_id.to_string()).collect();
         self.decide(
             epic.id,
@@ -840,7 +843,15 @@ impl Factory {
         })
         .await?;
         let started = Instant::now();
-        let result = self.inner.ports.agents.for_role(role).run(request).await;
+        let span = tracing::info_span!("agent", agent = %agent_id, round);
+        let result = self
+            .inner
+            .ports
+            .agents
+            .for_role(role)
+            .run(request)
+            .instrument(span)
+            .await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let log_name = format!("{role}-round-{round}.jsonl");
         let transcript = match &result {

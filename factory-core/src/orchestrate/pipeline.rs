@@ -189,12 +189,10 @@ impl Factory {
             self.block(&task, reason).await?;
             return Ok(None);
         };
-        let summary = output
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("(no output)");
+        let summary = notes
+            .summary
+            .as_deref()
+            .unwrap_or("(the worker gave no summary)");
         self.decide(
             task.epic_id,
             Some(task.id),

@@ -102,6 +102,7 @@ async fn task_round_trips_every_field_and_survives_reopen() {
                 blocked_reason: Some(Some("blocked?".into())),
                 waiting_reason: Some(Some("dirty checkout".into())),
                 merge_commit: Some(Some("abc123".into())),
+                pr_url: Some(Some("https://forge.invalid/pr/1".into())),
             },
         )
         .await
@@ -112,6 +113,10 @@ async fn task_round_trips_every_field_and_survives_reopen() {
     assert_eq!(changed.qa_rounds, 2);
     assert_eq!(changed.branch.as_deref(), Some("factory/001-task-a"));
     assert_eq!(changed.merge_commit.as_deref(), Some("abc123"));
+    assert_eq!(
+        changed.pr_url.as_deref(),
+        Some("https://forge.invalid/pr/1")
+    );
     assert_eq!(t.store.task(a.id).await.unwrap(), changed);
 
     // `Some(None)` clears, `None` leaves alone.
