@@ -29,13 +29,21 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Identity variables that would override the test repositories' own config.
+const GIT_IDENTITY_ENV: &[&str] = &[
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+];
+
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
+    let mut cmd = Command::new("git");
+    cmd.args(args).current_dir(dir).env("GIT_CONFIG_NOSYSTEM", "1");
+    for var in GIT_IDENTITY_ENV {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().expect("run git");
     assert!(
         out.status.success(),
         "git {args:?}: {}",
