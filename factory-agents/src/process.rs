@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use factory_core::ports::{CommandOutput, CommandSpec, Sandbox, SandboxError};
+use rustix::io::Errno;
+use rustix::process::{self, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 
@@ -63,8 +65,8 @@ pub(crate) async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, San
         .spawn()
         .map_err(spawn_error)?;
     // The child leads its own group, so the group id is its pid.
-    let group = ProcessGroup(child.id());
-    tracing::debug!(command = %spec.command, cwd = %spec.cwd.display(), pgid = ?group.0, "process started");
+    let group = ProcessGroup::led_by(child.id());
+    tracing::debug!(command = %spec.command, cwd = %spec.cwd.display(), pgid = Pid::as_raw(group.0), "process started");
 
     let end = drive(&mut child, &group, spec).await.map_err(spawn_error)?;
     group.disarm();
@@ -147,7 +149,11 @@ async fn drive(
             status = child.wait(), if !exited => {
                 end.status = Some(status?);
                 exited = true;
-                group.kill().await;
+                // Right after reaping, with no await in between, to keep the window in which
+                // the (now possibly empty) group's id could be reused as small as possible.
+                if group.kill() {
+                    tracing::debug!(command = %spec.command, "killed processes the command left behind");
+                }
                 deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
             }
             () = &mut deadline => {
@@ -156,7 +162,7 @@ async fn drive(
                     break;
                 }
                 end.timed_out = true;
-                group.kill().await;
+                group.kill();
                 // Killed by a signal: no exit code.
                 end.status = Some(child.wait().await?);
                 exited = true;
@@ -194,13 +200,31 @@ async fn read_some<R: AsyncRead + Unpin>(
 /// The command's process group. Killing it reaches every process the command started (unless
 /// one moved to a group of its own). If the run is cancelled before it finished, dropping this
 /// kills the group, so no grandchild outlives a cancelled run.
-struct ProcessGroup(Option<u32>);
+struct ProcessGroup(Option<Pid>);
 
 impl ProcessGroup {
-    /// `kill -KILL` the group; errors (the group is already gone) are ignored.
-    async fn kill(&self) {
-        if let Some(pgid) = self.0 {
-            let _ = Command::from(kill_group_command(pgid)).status().await;
+    /// The group led by the process `pid`. Without a usable pid there is nothing to kill; pid 1
+    /// is refused, as `kill(-1)` would signal every process we may signal.
+    fn led_by(pid: Option<u32>) -> ProcessGroup {
+        let pgid = pid
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(Pid::from_raw)
+            .filter(|pgid| !pgid.is_init());
+        ProcessGroup(pgid)
+    }
+
+    /// `SIGKILL` the group: one `kill(2)` call, no process spawned. True if any process was
+    /// still in the group; `ESRCH` (the group is already empty) is the common case after a clean
+    /// exit and not an error. Other errors are logged and otherwise ignored.
+    fn kill(&self) -> bool {
+        let Some(pgid) = self.0 else { return false };
+        match process::kill_process_group(pgid, Signal::KILL) {
+            Ok(()) => true,
+            Err(Errno::SRCH) => false,
+            Err(error) => {
+                tracing::warn!(pgid = pgid.as_raw_pid(), %error, "could not kill the process group");
+                false
+            }
         }
     }
 
@@ -212,22 +236,7 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            // Runs only when a run is cancelled; blocking for one tiny `kill` is acceptable there.
-            let _ = kill_group_command(pgid).status();
-        }
+        // Runs only when a run is cancelled or `drive` failed. A syscall, so fine to make here.
+        self.kill();
     }
-}
-
-/// `sh`'s builtin `kill` on the negative pgid, so no `kill` binary or libc call is needed.
-fn kill_group_command(pgid: u32) -> std::process::Command {
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("kill -s KILL -- \"-$1\"")
-        .arg("sh")
-        .arg(pgid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    cmd
 }
