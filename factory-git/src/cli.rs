@@ -13,9 +13,14 @@ use tracing::Instrument;
 /// Configuration passed with `-c` on every call, before Factory's identity. These keep user
 /// settings from changing what a write does: no hooks, no signing, no automatic stashing (which
 /// would touch the user's files), no recorded conflict resolutions applied behind our back, no
-/// other branches moved by a rebase.
+/// other branches moved by a rebase, and no automatic maintenance: `commit` and `merge` would
+/// otherwise each start a `git maintenance run --auto` (an extra process every time, and a
+/// possible background gc repacking refs while Factory moves them). The user's own git commands
+/// still maintain the repository.
 const FIXED_CONFIG: &[&str] = &[
     "core.hooksPath=/dev/null",
+    "maintenance.auto=false",
+    "gc.auto=0",
     "commit.gpgsign=false",
     "tag.gpgsign=false",
     "merge.autoStash=false",

@@ -1,8 +1,9 @@
 //! `--no-ff` merges that never touch the user's uncommitted work.
 //!
 //! 1. If the branch is already reachable from `into`, there is nothing to do.
-//! 2. The merge commit is made in Factory's own merge worktree (detached at `into`'s tip, reset
-//!    and cleaned first), so a conflict or a crash never leaves anything in the user's checkout.
+//! 2. The merge commit is made in Factory's own merge worktree (detached at `into`'s tip; reset
+//!    and cleaned first unless it already is exactly that, which is what the previous merge
+//!    leaves), so a conflict or a crash never leaves anything in the user's checkout.
 //! 3. The new commit lands on `into`:
 //!    - if some worktree (normally the user's checkout) has `into` checked out, and none of its
 //!      uncommitted paths (modified, staged, untracked, or ignored-but-in-the-way) is touched by
@@ -19,7 +20,7 @@ use tracing::Instrument;
 
 use crate::read::{self, with_repo};
 use crate::repo::GitRepo;
-use crate::worktree::same_path;
+use crate::worktree::{normalize, same_path};
 
 impl GitRepo {
     /// See the module documentation.
@@ -81,8 +82,8 @@ impl GitRepo {
             let abort = self.git.run(&worktree, ["merge", "--abort"]).await?;
             if !abort.success() {
                 tracing::debug!(stderr = %abort.stderr, "merge --abort failed");
+                self.reset_merge_worktree(old).await?;
             }
-            self.reset_merge_worktree(old).await?;
             return match files {
                 Ok(files) if !files.is_empty() => {
                     tracing::debug!(?files, "merge conflicts");
@@ -107,10 +108,11 @@ impl GitRepo {
         let into_ref = read::branch_ref(into);
         let merged_hex = merged.to_string();
         let old_hex = old.to_string();
-        let entries = {
-            let _admin = self.worktree_lock.lock().await;
-            self.worktree_entries().await?
-        };
+        // Read in-process, without `worktree_lock`: unlike `git worktree list`, this read skips an
+        // entry a concurrent `git worktree add` is still writing instead of failing on it, and
+        // such an entry (a task branch being checked out) never holds `into`. Waiting for the
+        // lock would put a task's `worktree add` on the merge queue's path.
+        let entries = self.worktree_entries_in_process().await?;
         let holder = entries.into_iter().find(|entry| {
             !entry.prunable
                 && entry.branch.as_deref() == Some(into_ref.as_str())
@@ -191,38 +193,22 @@ impl GitRepo {
         old: ObjectId,
         merged: ObjectId,
     ) -> Result<Vec<String>, VcsError> {
-        let (old_hex, merged_hex) = (old.to_string(), merged.to_string());
-        let out = self
-            .git
-            .ok(
-                &self.root,
-                [
-                    "diff",
-                    "--name-status",
-                    "--no-renames",
-                    "-z",
-                    &old_hex,
-                    &merged_hex,
-                ],
-            )
-            .await?;
-        let fields = out.nul_separated();
-        let changes: Vec<(&str, &str)> = fields
-            .chunks_exact(2)
-            .map(|pair| (pair[0].as_str(), pair[1].as_str()))
-            .collect();
+        let changes = with_repo(&self.root, move |repo| {
+            read::changed_files(repo, old, merged)
+        })
+        .await?;
         let dirty = with_repo(checkout, read::dirty_paths).await?;
         let mut blockers: Vec<String> = dirty
             .iter()
-            .filter(|path| changes.iter().any(|(_, changed)| overlaps(path, changed)))
+            .filter(|path| changes.iter().any(|change| overlaps(path, &change.path)))
             .cloned()
             .collect();
-        for (status, path) in &changes {
-            if status.starts_with('A')
-                && !blockers.iter().any(|b| b == path)
-                && std::fs::symlink_metadata(checkout.join(path)).is_ok()
+        for change in &changes {
+            if change.added
+                && !blockers.contains(&change.path)
+                && std::fs::symlink_metadata(checkout.join(&change.path)).is_ok()
             {
-                blockers.push((*path).to_owned());
+                blockers.push(change.path.clone());
             }
         }
         blockers.sort();
@@ -231,6 +217,11 @@ impl GitRepo {
     }
 
     /// Makes the merge worktree exist, detached and clean at `at`.
+    ///
+    /// The usual case needs no git process: the merge worktree is ours (its `.git` file leads to
+    /// this repository) and the last merge left it as a clean checkout of what is now `into`'s
+    /// tip. Otherwise a forced checkout and a clean put it right; and if it is missing or not
+    /// (or no longer) registered, it is recreated with git's worktree list as the reference.
     async fn prepare_merge_worktree(&self, at: ObjectId) -> Result<(), VcsError> {
         let worktree = self.merge_worktree.clone();
         if self.root.starts_with(&worktree) {
@@ -242,6 +233,28 @@ impl GitRepo {
                 source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
             });
         }
+        match self.merge_worktree_state(at).await {
+            Ok(MergeWorktree::Pristine) => return Ok(()),
+            Ok(MergeWorktree::Stale) => match self.reset_merge_worktree(at).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    tracing::debug!(%err, "resetting the merge worktree failed; recreating it");
+                }
+            },
+            Ok(MergeWorktree::Missing) => {
+                let _admin = self.worktree_lock.lock().await;
+                match self.add_merge_worktree(at).await {
+                    Ok(()) => return Ok(()),
+                    Err(err) => {
+                        // A registration left behind by a deleted directory, most likely.
+                        tracing::debug!(%err, "adding the merge worktree failed; checking registrations");
+                    }
+                }
+            }
+            Ok(MergeWorktree::Unknown) => {}
+            Err(err) => tracing::debug!(%err, "reading the merge worktree failed"),
+        }
+
         let _admin = self.worktree_lock.lock().await;
         let entries = self.worktree_entries().await?;
         let registered = entries
@@ -254,50 +267,85 @@ impl GitRepo {
                     self.prune_worktrees().await?;
                 }
                 self.clear_stale_merge_dir(&worktree).await?;
-                if let Some(parent) = worktree.parent() {
-                    tokio::fs::create_dir_all(parent)
-                        .await
-                        .map_err(|source| VcsError::Io {
-                            context: format!("creating {}", parent.display()),
-                            source,
-                        })?;
-                }
-                let at = at.to_string();
-                self.git
-                    .ok(
-                        &self.root,
-                        [
-                            "worktree".as_ref(),
-                            "add".as_ref(),
-                            "--detach".as_ref(),
-                            "--quiet".as_ref(),
-                            worktree.as_os_str(),
-                            at.as_ref(),
-                        ],
-                    )
-                    .await?;
-                Ok(())
+                self.add_merge_worktree(at).await
             }
         }
     }
 
+    /// `git worktree add --detach` of the merge worktree at `at`. Hold `worktree_lock`.
+    async fn add_merge_worktree(&self, at: ObjectId) -> Result<(), VcsError> {
+        let worktree = &self.merge_worktree;
+        if let Some(parent) = worktree.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|source| VcsError::Io {
+                    context: format!("creating {}", parent.display()),
+                    source,
+                })?;
+        }
+        let at = at.to_string();
+        self.git
+            .ok(
+                &self.root,
+                [
+                    "worktree".as_ref(),
+                    "add".as_ref(),
+                    "--detach".as_ref(),
+                    "--quiet".as_ref(),
+                    worktree.as_os_str(),
+                    at.as_ref(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// What the merge worktree directory holds, read in-process.
+    async fn merge_worktree_state(&self, at: ObjectId) -> Result<MergeWorktree, VcsError> {
+        let worktree = self.merge_worktree.clone();
+        if tokio::fs::symlink_metadata(&worktree).await.is_err() {
+            return Ok(MergeWorktree::Missing);
+        }
+        let is_gitfile = tokio::fs::symlink_metadata(worktree.join(".git"))
+            .await
+            .is_ok_and(|meta| meta.is_file());
+        if !is_gitfile {
+            return Ok(MergeWorktree::Unknown);
+        }
+        let common_dir = self.common_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            // Opening fails when the registration the `.git` file points to is gone.
+            let Ok(repo) = gix::open(&worktree) else {
+                return Ok(MergeWorktree::Unknown);
+            };
+            let ours = normalize(repo.common_dir()) == common_dir
+                && repo
+                    .workdir()
+                    .is_some_and(|workdir| same_path(workdir, &worktree));
+            if !ours {
+                return Ok(MergeWorktree::Unknown);
+            }
+            Ok(if read::is_pristine_checkout_of(&repo, at)? {
+                MergeWorktree::Pristine
+            } else {
+                MergeWorktree::Stale
+            })
+        })
+        .await
+        .map_err(read::read_err)?
+    }
+
     /// Puts the (registered) merge worktree back to a clean detached checkout of `at`, whatever
-    /// an interrupted earlier merge left there.
+    /// an interrupted earlier merge left there: a forced checkout discards tracked changes and
+    /// any half-finished merge, and `clean` removes untracked and ignored files.
     async fn reset_merge_worktree(&self, at: ObjectId) -> Result<(), VcsError> {
         let worktree = &self.merge_worktree;
         let at = at.to_string();
-        // `reset --hard` first also drops a half-finished merge's state.
-        self.git
-            .ok(worktree, ["reset", "--hard", "--quiet"])
-            .await?;
         self.git
             .ok(
                 worktree,
                 ["checkout", "--detach", "--force", "--quiet", &at],
             )
-            .await?;
-        self.git
-            .ok(worktree, ["reset", "--hard", "--quiet"])
             .await?;
         self.git.ok(worktree, ["clean", "-fdxq"]).await?;
         Ok(())
@@ -338,6 +386,18 @@ impl GitRepo {
     }
 }
 
+/// The merge worktree as found before a merge.
+enum MergeWorktree {
+    /// Ours, and already a clean detached checkout of the commit wanted.
+    Pristine,
+    /// Ours, but elsewhere or with leftovers in it.
+    Stale,
+    /// Nothing at its path.
+    Missing,
+    /// Not a registered worktree of this repository, or not readable: ask git.
+    Unknown,
+}
+
 /// Whether a dirty path and a changed path are the same, or one lies inside the other.
 fn overlaps(dirty: &str, changed: &str) -> bool {
     let dirty = dirty.trim_end_matches('/');
@@ -364,7 +424,67 @@ fn waiting_for_changes(into: &str, checkout: &Path, files: Vec<String>) -> Merge
 
 #[cfg(test)]
 mod tests {
-    use super::overlaps;
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use factory_core::ports::{MergeOutcome, Vcs};
+
+    use super::{MergeWorktree, overlaps};
+    use crate::read::{self, with_repo};
+    use crate::repo::tests::{git, sample_repo};
+
+    /// After a merge the merge worktree is a clean checkout of the new tip, so the next merge
+    /// starts without running git; anything out of place sends it down the slower paths.
+    #[tokio::test]
+    async fn the_merge_worktree_left_by_a_merge_needs_no_reset() {
+        let (_tmp, root, repo) = sample_repo();
+        git(&root, &["branch", "factory/one"]);
+        git(
+            &root,
+            &["worktree", "add", "-q", ".factory/one", "factory/one"],
+        );
+        let task = root.join(".factory/one");
+        std::fs::write(task.join("one.txt"), "1\n").unwrap();
+        repo.commit_all(&task, "one").await.unwrap().unwrap();
+        let main = with_repo(&root, read::head_commit).await.unwrap();
+        assert!(matches!(
+            repo.merge_worktree_state(main).await.unwrap(),
+            MergeWorktree::Missing
+        ));
+
+        let outcome = repo.merge_no_ff("factory/one", "main", "m").await.unwrap();
+        let MergeOutcome::Merged(merged) = outcome else {
+            panic!("{outcome:?}");
+        };
+        let merged = gix::ObjectId::from_hex(merged.0.as_bytes()).unwrap();
+        let state = |at| repo.merge_worktree_state(at);
+        assert!(matches!(
+            state(merged).await.unwrap(),
+            MergeWorktree::Pristine
+        ));
+        assert!(matches!(state(main).await.unwrap(), MergeWorktree::Stale));
+
+        let merge_dir = repo.merge_worktree().to_owned();
+        std::fs::write(merge_dir.join("junk.txt"), "junk\n").unwrap();
+        assert!(matches!(state(merged).await.unwrap(), MergeWorktree::Stale));
+        std::fs::remove_file(merge_dir.join("junk.txt")).unwrap();
+        assert!(matches!(
+            state(merged).await.unwrap(),
+            MergeWorktree::Pristine
+        ));
+
+        // A `.git` file leading to another repository is not ours.
+        let (_other_tmp, other_root, _other) = sample_repo();
+        git(
+            &other_root,
+            &["worktree", "add", "-q", "--detach", "../elsewhere"],
+        );
+        let foreign = std::fs::read(other_root.join("../elsewhere/.git")).unwrap();
+        std::fs::write(merge_dir.join(".git"), foreign).unwrap();
+        assert!(matches!(
+            state(merged).await.unwrap(),
+            MergeWorktree::Unknown
+        ));
+    }
 
     #[test]
     fn overlap_is_exact_or_by_directory() {

@@ -147,3 +147,187 @@ pub(crate) fn dirty_paths(repo: &gix::Repository) -> Result<Vec<String>, VcsErro
     }
     Ok(paths.into_iter().collect())
 }
+
+/// One path a diff between two commits touches, as `git diff --name-status --no-renames` would
+/// list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangedPath {
+    /// The path did not exist on the old side (git's status `A`).
+    pub(crate) added: bool,
+    /// Relative to the repository root, `/`-separated.
+    pub(crate) path: String,
+}
+
+/// The files that differ between the trees of commits `old` and `new`, without rename detection:
+/// what `git diff --name-status --no-renames old new` lists, in the same (path) order. A path
+/// that changes from a file to a directory appears as the file's deletion plus each added file.
+pub(crate) fn changed_files(
+    repo: &gix::Repository,
+    old: ObjectId,
+    new: ObjectId,
+) -> Result<Vec<ChangedPath>, VcsError> {
+    use gix::diff::tree::recorder::Change;
+
+    let tree_of = |commit: ObjectId| -> Result<gix::Tree<'_>, VcsError> {
+        let tree = repo
+            .find_commit(commit)
+            .map_err(read_err)?
+            .tree_id()
+            .map_err(read_err)?;
+        repo.find_tree(tree).map_err(read_err)
+    };
+    let (old_tree, new_tree) = (tree_of(old)?, tree_of(new)?);
+    let mut recorder = gix::diff::tree::Recorder::default();
+    gix::diff::tree(
+        gix::objs::TreeRefIter::from_bytes(&old_tree.data, old_tree.id.kind()),
+        gix::objs::TreeRefIter::from_bytes(&new_tree.data, new_tree.id.kind()),
+        gix::diff::tree::State::default(),
+        &repo.objects,
+        &mut recorder,
+    )
+    .map_err(read_err)?;
+    let mut changed: Vec<ChangedPath> = recorder
+        .records
+        .into_iter()
+        .filter_map(|change| {
+            let (added, path) = match change {
+                Change::Addition {
+                    entry_mode, path, ..
+                } => (!entry_mode.is_tree()).then_some((true, path))?,
+                Change::Deletion {
+                    entry_mode, path, ..
+                } => (!entry_mode.is_tree()).then_some((false, path))?,
+                Change::Modification {
+                    previous_entry_mode,
+                    entry_mode,
+                    path,
+                    ..
+                } => {
+                    if previous_entry_mode.is_tree() && entry_mode.is_tree() {
+                        return None;
+                    }
+                    (false, path)
+                }
+            };
+            Some(ChangedPath {
+                added,
+                path: path.to_string(),
+            })
+        })
+        .collect();
+    // The traversal is breadth-first; git lists depth-first, which for full paths is byte order
+    // (a directory's entries sort as if its name ended in `/`).
+    changed.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(changed)
+}
+
+/// The paths `to` changes since it forked from `from`, as `git diff --name-only from...to`
+/// lists them.
+pub(crate) fn changed_since_fork(
+    repo: &gix::Repository,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>, VcsError> {
+    let from_id = resolve_commit(repo, from)?;
+    let to_id = resolve_commit(repo, to)?;
+    let Some(base) = repo.merge_base(from_id, to_id).map_err(read_err)? else {
+        return Err(VcsError::Git {
+            command: format!("diff {from}...{to}"),
+            code: None,
+            stderr: format!("{from} and {to} have no common ancestor"),
+        });
+    };
+    Ok(changed_files(repo, base.detach(), to_id)?
+        .into_iter()
+        .map(|change| change.path)
+        .collect())
+}
+
+/// Whether the worktree is exactly a detached checkout of `at` with nothing else in it: no
+/// operation in progress, index equal to `at`'s tree, no modified, untracked or ignored files.
+/// What `git checkout --detach --force <at> && git clean -fdx` would leave, so both can be
+/// skipped.
+pub(crate) fn is_pristine_checkout_of(
+    repo: &gix::Repository,
+    at: ObjectId,
+) -> Result<bool, VcsError> {
+    use gix::dir::walk::EmissionMode;
+    use gix::status::{Item, index_worktree};
+
+    if repo.head_name().map_err(read_err)?.is_some()
+        || repo.head_id().map(|id| id.detach()).ok() != Some(at)
+        || repo.state().is_some()
+    {
+        return Ok(false);
+    }
+    let dirwalk = repo
+        .dirwalk_options()
+        .map_err(read_err)?
+        .emit_untracked(EmissionMode::CollapseDirectory)
+        .emit_ignored(Some(EmissionMode::CollapseDirectory))
+        .emit_empty_directories(false);
+    let iter = repo
+        .status(gix::progress::Discard)
+        .map_err(read_err)?
+        .index_worktree_options_mut(|options| options.dirwalk_options = Some(dirwalk))
+        .index_worktree_rewrites(None)
+        .tree_index_track_renames(gix::status::tree_index::TrackRenames::Disabled)
+        .into_iter(Vec::<gix::bstr::BString>::new())
+        .map_err(read_err)?;
+    for item in iter {
+        let stale = match item.map_err(read_err)? {
+            // Only the index's cached file metadata is out of date.
+            Item::IndexWorktree(index_worktree::Item::Modification {
+                status: gix::status::plumbing::index_as_worktree::EntryStatus::NeedsUpdate(_),
+                ..
+            }) => false,
+            Item::IndexWorktree(index_worktree::Item::DirectoryContents { entry, .. }) => {
+                !matches!(
+                    entry.status,
+                    gix::dir::entry::Status::Tracked | gix::dir::entry::Status::Pruned
+                )
+            }
+            _ => true,
+        };
+        if stale {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The checkouts of the repository (the main one first, then each linked worktree) as
+/// `git worktree list --porcelain` reports them, read from the repository's administrative
+/// files. `repo` must be the main repository. An entry whose `gitdir` file cannot be read (one
+/// `git worktree add` is still writing, or one being removed) is left out.
+pub(crate) fn registered_worktrees(
+    repo: &gix::Repository,
+) -> Result<Vec<crate::worktree::WorktreeEntry>, VcsError> {
+    use crate::worktree::WorktreeEntry;
+
+    let mut entries = Vec::new();
+    if let Some(workdir) = repo.workdir() {
+        entries.push(WorktreeEntry {
+            path: workdir.to_owned(),
+            branch: repo
+                .head_name()
+                .map_err(read_err)?
+                .map(|name| name.as_bstr().to_string()),
+            prunable: false,
+        });
+    }
+    for proxy in repo.worktrees().map_err(read_err)? {
+        let Ok(path) = proxy.base() else {
+            continue;
+        };
+        let branch = std::fs::read_to_string(proxy.git_dir().join("HEAD"))
+            .ok()
+            .and_then(|head| head.strip_prefix("ref:").map(|name| name.trim().to_owned()));
+        entries.push(WorktreeEntry {
+            path,
+            branch,
+            prunable: proxy.is_prunable(),
+        });
+    }
+    Ok(entries)
+}

@@ -19,9 +19,13 @@ pub struct GitRepo {
     pub(crate) root: PathBuf,
     pub(crate) git: GitCli,
     pub(crate) merge_worktree: PathBuf,
+    /// The repository's shared git directory (`.git` of the main checkout), to recognise the
+    /// merge worktree as ours without asking git.
+    pub(crate) common_dir: PathBuf,
     pub(crate) merge_lock: tokio::sync::Mutex<()>,
-    /// Held while reading or changing the worktree list: `git worktree list` fails on an entry
-    /// that a concurrent `git worktree add` is still writing.
+    /// Held while changing the worktree list or reading it with git: `git worktree list` (and
+    /// `add`) fail on an entry that a concurrent `git worktree add` is still writing. The
+    /// in-process read ([`GitRepo::worktree_entries_in_process`]) skips such entries instead.
     pub(crate) worktree_lock: tokio::sync::Mutex<()>,
 }
 
@@ -41,6 +45,7 @@ impl GitRepo {
         let repo = gix::discover(path).map_err(|_| not_a_repo())?;
         let main = repo.main_repo().map_err(read_err)?;
         let root = normalize(main.workdir().ok_or_else(not_a_repo)?);
+        let common_dir = normalize(main.common_dir());
         let merge_worktree = if merge_worktree.is_absolute() {
             normalize(&merge_worktree)
         } else {
@@ -51,6 +56,7 @@ impl GitRepo {
             root,
             git: GitCli::new(identity),
             merge_worktree,
+            common_dir,
             merge_lock: tokio::sync::Mutex::new(()),
             worktree_lock: tokio::sync::Mutex::new(()),
         })
@@ -139,76 +145,23 @@ impl GitRepo {
         )))
     }
 
+    /// The worktrees, read in-process from the repository's administrative files (the same
+    /// entries `git worktree list` would print). Needs no `worktree_lock`: an entry that a
+    /// concurrent `git worktree add` has only partly written is reported as prunable or left out,
+    /// never as an error.
+    pub(crate) async fn worktree_entries_in_process(&self) -> Result<Vec<WorktreeEntry>, VcsError> {
+        with_repo(&self.root, read::registered_worktrees).await
+    }
+
     /// `git worktree prune`: forgets worktrees whose directories are gone.
     pub(crate) async fn prune_worktrees(&self) -> Result<(), VcsError> {
         self.git.ok(&self.root, ["worktree", "prune"]).await?;
         Ok(())
     }
 
-    /// Resolves `rev` to a commit in this repository.
-    pub(crate) async fn resolve(&self, rev: &str) -> Result<gix::ObjectId, VcsError> {
-        let rev = rev.to_owned();
-        with_repo(&self.root, move |repo| read::resolve_commit(repo, &rev)).await
-    }
-}
-
-/// A branch name as git's porcelain expects it (`refs/heads/` stripped).
-fn short_branch(branch: &str) -> &str {
-    branch.strip_prefix("refs/heads/").unwrap_or(branch)
-}
-
-/// An error for a request that git would misread (a name that looks like an option).
-fn invalid_name(command: &str, name: &str) -> VcsError {
-    VcsError::Git {
-        command: command.to_owned(),
-        code: None,
-        stderr: format!("`{name}` is not a valid branch name"),
-    }
-}
-
-#[async_trait]
-impl Vcs for GitRepo {
-    async fn branch_head(&self, branch: &str) -> Result<Option<CommitId>, VcsError> {
-        let branch = branch.to_owned();
-        let tip = with_repo(&self.root, move |repo| read::branch_tip(repo, &branch)).await?;
-        Ok(tip.map(|id| CommitId(id.to_string())))
-    }
-
-    async fn create_worktree(&self, path: &Path, branch: &str, base: &str) -> Result<(), VcsError> {
-        let path = normalize(path);
-        let branch = short_branch(branch);
-        if branch.is_empty() || branch.starts_with('-') {
-            return Err(invalid_name("worktree add", branch));
-        }
-        let wanted = read::branch_ref(branch);
-        let _admin = self.worktree_lock.lock().await;
-        let entries = self.worktree_entries().await?;
-        if let Some(entry) = entries.iter().find(|entry| same_path(&entry.path, &path)) {
-            if entry.prunable {
-                self.prune_worktrees().await?;
-            } else if entry.branch.as_deref() == Some(wanted.as_str()) {
-                tracing::debug!(path = %path.display(), branch, "reusing worktree");
-                return Ok(());
-            } else {
-                return Err(VcsError::Git {
-                    command: format!("worktree add {} {branch}", path.display()),
-                    code: None,
-                    stderr: format!(
-                        "{} is already a worktree on {}; remove it first",
-                        path.display(),
-                        entry.branch.as_deref().unwrap_or("a detached HEAD")
-                    ),
-                });
-            }
-        }
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|source| VcsError::Io {
-                    context: format!("creating {}", parent.display()),
-                    source,
-                })?;
-        }
+    /// `git worktree add` of `branch` at `path` (which must not be a worktree yet), creating the
+    /// branch from `base` if it does not exist. Hold `worktree_lock`.
+    async fn add_worktree(&self, path: &Path, branch: &str, base: &str) -> Result<(), VcsError> {
         let (branch_owned, base_owned) = (branch.to_owned(), base.to_owned());
         let base_commit = with_repo(&self.root, move |repo| {
             match read::branch_tip(repo, &branch_owned)? {
@@ -254,30 +207,122 @@ impl Vcs for GitRepo {
         Ok(())
     }
 
-    async fn remove_worktree(&self, path: &Path) -> Result<(), VcsError> {
+    /// Resolves `rev` to a commit in this repository.
+    pub(crate) async fn resolve(&self, rev: &str) -> Result<gix::ObjectId, VcsError> {
+        let rev = rev.to_owned();
+        with_repo(&self.root, move |repo| read::resolve_commit(repo, &rev)).await
+    }
+}
+
+/// A branch name as git's porcelain expects it (`refs/heads/` stripped).
+fn short_branch(branch: &str) -> &str {
+    branch.strip_prefix("refs/heads/").unwrap_or(branch)
+}
+
+/// An error for a request that git would misread (a name that looks like an option).
+fn invalid_name(command: &str, name: &str) -> VcsError {
+    VcsError::Git {
+        command: command.to_owned(),
+        code: None,
+        stderr: format!("`{name}` is not a valid branch name"),
+    }
+}
+
+#[async_trait]
+impl Vcs for GitRepo {
+    async fn branch_head(&self, branch: &str) -> Result<Option<CommitId>, VcsError> {
+        let branch = branch.to_owned();
+        let tip = with_repo(&self.root, move |repo| read::branch_tip(repo, &branch)).await?;
+        Ok(tip.map(|id| CommitId(id.to_string())))
+    }
+
+    async fn create_worktree(&self, path: &Path, branch: &str, base: &str) -> Result<(), VcsError> {
+        let path = normalize(path);
+        let branch = short_branch(branch);
+        if branch.is_empty() || branch.starts_with('-') {
+            return Err(invalid_name("worktree add", branch));
+        }
         let _admin = self.worktree_lock.lock().await;
+        if tokio::fs::symlink_metadata(&path).await.is_ok() {
+            // Something is there already: reuse it if it is this branch's worktree.
+            let wanted = read::branch_ref(branch);
+            let entries = self.worktree_entries().await?;
+            if let Some(entry) = entries.iter().find(|entry| same_path(&entry.path, &path)) {
+                if entry.prunable {
+                    self.prune_worktrees().await?;
+                } else if entry.branch.as_deref() == Some(wanted.as_str()) {
+                    tracing::debug!(path = %path.display(), branch, "reusing worktree");
+                    return Ok(());
+                } else {
+                    return Err(VcsError::Git {
+                        command: format!("worktree add {} {branch}", path.display()),
+                        code: None,
+                        stderr: format!(
+                            "{} is already a worktree on {}; remove it first",
+                            path.display(),
+                            entry.branch.as_deref().unwrap_or("a detached HEAD")
+                        ),
+                    });
+                }
+            }
+        }
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|source| VcsError::Io {
+                    context: format!("creating {}", parent.display()),
+                    source,
+                })?;
+        }
+        match self.add_worktree(&path, branch, base).await {
+            Ok(()) => Ok(()),
+            Err(VcsError::Git { .. }) => {
+                // Most likely a registration whose directory was deleted by hand (at this path,
+                // or elsewhere with this branch checked out): forget those and try once more.
+                tracing::debug!(path = %path.display(), branch, "worktree add failed; pruning and retrying");
+                self.prune_worktrees().await?;
+                self.add_worktree(&path, branch, base).await
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn remove_worktree(&self, path: &Path) -> Result<(), VcsError> {
+        let path = normalize(path);
+        if same_path(&path, &self.root) {
+            return Err(VcsError::Git {
+                command: format!("worktree remove {}", path.display()),
+                code: None,
+                stderr: "refusing to remove the main checkout".to_owned(),
+            });
+        }
+        let _admin = self.worktree_lock.lock().await;
+        if tokio::fs::symlink_metadata(&path).await.is_err() {
+            // Nothing on disk; a registration may be left over.
+            return self.prune_worktrees().await;
+        }
+        let out = self
+            .git
+            .run(
+                &self.root,
+                [
+                    "worktree".as_ref(),
+                    "remove".as_ref(),
+                    "--force".as_ref(),
+                    path.as_os_str(),
+                ],
+            )
+            .await?;
+        if out.success() {
+            return Ok(());
+        }
+        // Not a worktree git knows (nothing to remove), or one git cannot remove (an error).
         let entries = self.worktree_entries().await?;
-        if let Some(entry) = entries.iter().find(|entry| same_path(&entry.path, path)) {
-            if same_path(&entry.path, &self.root) {
-                return Err(VcsError::Git {
-                    command: format!("worktree remove {}", path.display()),
-                    code: None,
-                    stderr: "refusing to remove the main checkout".to_owned(),
-                });
-            }
-            if !entry.prunable {
-                self.git
-                    .ok(
-                        &self.root,
-                        [
-                            "worktree".as_ref(),
-                            "remove".as_ref(),
-                            "--force".as_ref(),
-                            entry.path.as_os_str(),
-                        ],
-                    )
-                    .await?;
-            }
+        if entries
+            .iter()
+            .any(|entry| !entry.prunable && same_path(&entry.path, &path))
+        {
+            return Err(out.into_error());
         }
         self.prune_worktrees().await
     }
@@ -298,17 +343,9 @@ impl Vcs for GitRepo {
         message: &str,
     ) -> Result<Option<CommitId>, VcsError> {
         self.git.ok(worktree, ["add", "--all"]).await?;
-        let staged = self
+        let out = self
             .git
-            .run(worktree, ["diff", "--cached", "--quiet", "--no-ext-diff"])
-            .await?;
-        match staged.code {
-            Some(0) => return Ok(None),
-            Some(1) => {}
-            _ => return Err(staged.into_error()),
-        }
-        self.git
-            .ok(
+            .run(
                 worktree,
                 [
                     "commit",
@@ -320,27 +357,43 @@ impl Vcs for GitRepo {
                 ],
             )
             .await?;
+        if !out.success() {
+            // `git commit` exits with 1 when there is nothing to commit (hooks are off, so
+            // nothing else does); it then prints the status, in English under LC_ALL=C.
+            if out.code != Some(1) {
+                return Err(out.into_error());
+            }
+            let said = String::from_utf8_lossy(&out.stdout);
+            let nothing = [
+                "nothing to commit",
+                "nothing added to commit",
+                "no changes added to commit",
+            ]
+            .iter()
+            .any(|phrase| said.contains(phrase) || out.stderr.contains(phrase));
+            if nothing {
+                return Ok(None);
+            }
+            // Unrecognised wording: ask git whether anything was staged.
+            let staged = self
+                .git
+                .run(worktree, ["diff", "--cached", "--quiet", "--no-ext-diff"])
+                .await?;
+            return match staged.code {
+                Some(0) => Ok(None),
+                _ => Err(out.into_error()),
+            };
+        }
         let head = with_repo(worktree, read::head_commit).await?;
         Ok(Some(CommitId(head.to_string())))
     }
 
     async fn changed_paths(&self, from: &str, to: &str) -> Result<Vec<String>, VcsError> {
-        let from = self.resolve(from).await?.to_string();
-        let to = self.resolve(to).await?.to_string();
-        let out = self
-            .git
-            .ok(
-                &self.root,
-                [
-                    "diff",
-                    "--name-only",
-                    "--no-renames",
-                    "-z",
-                    &format!("{from}...{to}"),
-                ],
-            )
-            .await?;
-        Ok(out.nul_separated())
+        let (from, to) = (from.to_owned(), to.to_owned());
+        with_repo(&self.root, move |repo| {
+            read::changed_since_fork(repo, &from, &to)
+        })
+        .await
     }
 
     async fn update_branch(&self, worktree: &Path, onto: &str) -> Result<UpdateOutcome, VcsError> {
@@ -401,5 +454,136 @@ impl Vcs for GitRepo {
             read::is_ancestor(repo, branch, into)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+
+    /// Runs git in `dir`, isolated from the machine's configuration.
+    pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "U")
+            .env("GIT_AUTHOR_EMAIL", "u@x")
+            .env("GIT_COMMITTER_NAME", "U")
+            .env("GIT_COMMITTER_EMAIL", "u@x")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A repository on `main` with one commit, its handle (merge worktree `.factory/merge`), and
+    /// the temporary directory holding it.
+    pub(crate) fn sample_repo() -> (tempfile::TempDir, PathBuf, GitRepo) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        let root = root.canonicalize().unwrap();
+        git(&root, &["init", "-q", "-b", "main"]);
+        std::fs::write(root.join(".git/info/exclude"), ".factory/\n").unwrap();
+        std::fs::write(root.join("a.txt"), "a\n").unwrap();
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "init"]);
+        let identity = GitIdentity {
+            name: "F".into(),
+            email: "f@x".into(),
+        };
+        let repo = GitRepo::open(&root, identity, ".factory/merge".into()).unwrap();
+        (tmp, root, repo)
+    }
+
+    /// The worktree registry read in-process says what `git worktree list` says, for every kind
+    /// of entry: the main checkout, a branch, a detached HEAD, a deleted directory, a locked one.
+    #[tokio::test]
+    async fn worktrees_read_in_process_match_git_worktree_list() {
+        let (tmp, root, repo) = sample_repo();
+        let wt = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+        git(
+            &root,
+            &["worktree", "add", "-q", "-b", "feature", &wt("on-branch")],
+        );
+        git(
+            &root,
+            &["worktree", "add", "-q", "--detach", &wt("detached")],
+        );
+        git(&root, &["worktree", "add", "-q", "-b", "gone", &wt("gone")]);
+        std::fs::remove_dir_all(wt("gone")).unwrap();
+        git(
+            &root,
+            &["worktree", "add", "-q", "-b", "locked", &wt("locked")],
+        );
+        git(&root, &["worktree", "lock", &wt("locked")]);
+
+        let mut by_git = repo.worktree_entries().await.unwrap();
+        let mut in_process = repo.worktree_entries_in_process().await.unwrap();
+        assert_eq!(by_git.len(), 5);
+        assert_eq!(in_process[0], by_git[0], "the main checkout comes first");
+        by_git.sort_by(|a, b| a.path.cmp(&b.path));
+        in_process.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(in_process, by_git);
+        assert!(by_git.iter().any(|e| e.prunable));
+    }
+
+    /// Reading the registry in-process while `git worktree add`s are writing it (unserialised,
+    /// straight from git) neither fails nor loses the checkout that holds `main`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_in_process_worktree_read_tolerates_concurrent_adds() {
+        let (tmp, root, repo) = sample_repo();
+        let repo = std::sync::Arc::new(repo);
+        let mut adds = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let (root, path) = (root.clone(), tmp.path().join(format!("wt-{i}")));
+            adds.spawn(async move {
+                // Some may fail, racing each other inside git; that is git's problem, not ours.
+                let _ = tokio::process::Command::new("git")
+                    .args(["worktree", "add", "-q", "-b", &format!("b{i}")])
+                    .arg(&path)
+                    .current_dir(&root)
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .env("GIT_CONFIG_NOSYSTEM", "1")
+                    .output()
+                    .await;
+            });
+        }
+        let adding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut reads = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            let (repo, root, adding) = (repo.clone(), root.clone(), adding.clone());
+            reads.spawn(async move {
+                let mut count = 0;
+                while adding.load(std::sync::atomic::Ordering::SeqCst) || count < 10 {
+                    let entries = repo.worktree_entries_in_process().await.unwrap();
+                    let holders: Vec<_> = entries
+                        .iter()
+                        .filter(|e| !e.prunable && e.branch.as_deref() == Some("refs/heads/main"))
+                        .map(|e| e.path.clone())
+                        .collect();
+                    assert_eq!(holders, std::slice::from_ref(&root));
+                    count += 1;
+                }
+                count
+            });
+        }
+        while let Some(done) = adds.join_next().await {
+            done.unwrap();
+        }
+        adding.store(false, std::sync::atomic::Ordering::SeqCst);
+        while let Some(done) = reads.join_next().await {
+            assert!(done.unwrap() >= 10);
+        }
     }
 }

@@ -39,7 +39,9 @@ const GIT_IDENTITY_ENV: &[&str] = &[
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let mut cmd = Command::new("git");
-    cmd.args(args).current_dir(dir).env("GIT_CONFIG_NOSYSTEM", "1");
+    cmd.args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1");
     for var in GIT_IDENTITY_ENV {
         cmd.env_remove(var);
     }

@@ -107,7 +107,8 @@ pub trait Vcs: Send + Sync {
     /// `branch`, creating the branch from `base` if needed.
     async fn create_worktree(&self, path: &Path, branch: &str, base: &str) -> Result<(), VcsError>;
 
-    /// Removes the worktree at `path` (and prunes stale entries); the branch stays. Idempotent.
+    /// Removes the worktree at `path` (pruning its registration if the directory is gone); the
+    /// branch stays. Idempotent.
     async fn remove_worktree(&self, path: &Path) -> Result<(), VcsError>;
 
     /// Every worktree of the repository, the main checkout first.

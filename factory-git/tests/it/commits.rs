@@ -74,3 +74,97 @@ async fn changed_paths_lists_both_sides_of_a_rename() {
         factory_core::ports::VcsError::MissingBranch(_)
     ));
 }
+
+#[tokio::test]
+async fn changed_paths_matches_git_diff_three_dot_for_every_kind_of_change() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    fx.advance_main(&[
+        ("d/x.txt", "x\n"),
+        ("d/sub/y.txt", "y\n"),
+        ("gone/z.txt", "z\n"),
+        ("tofile/inner.txt", "inner\n"),
+        ("script.sh", "echo hi\n"),
+    ]);
+    let dir = fx.branch_with(
+        "012-kinds",
+        &[
+            ("a-b", "dash\n"),
+            ("a.txt", "dot\n"),
+            ("a/c", "slash\n"),
+            ("d/sub/y.txt", "y changed\n"),
+            ("d/sub/new/deep.txt", "deep\n"),
+            ("ünïcode name.txt", "u\n"),
+        ],
+    );
+    std::fs::remove_dir_all(dir.join("gone")).unwrap();
+    std::fs::remove_file(dir.join("b.txt")).unwrap();
+    std::fs::create_dir_all(dir.join("b.txt")).unwrap();
+    std::fs::write(dir.join("b.txt/now-a-dir.txt"), "dir\n").unwrap();
+    std::fs::remove_dir_all(dir.join("tofile")).unwrap();
+    std::fs::write(dir.join("tofile"), "now a file\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", dir.join("link")).unwrap();
+    git_in(&dir, &["add", "-A"]);
+    git_in(&dir, &["update-index", "--chmod=+x", "script.sh"]);
+    git_in(&dir, &["commit", "-q", "-m", "every kind"]);
+    // Main moves on after the fork; its changes are not the branch's.
+    fx.advance_main(&[("main-only.txt", "main\n"), ("c.txt", "charlie 2\n")]);
+
+    let git = git_in(
+        &fx.root,
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "-z",
+            "main...factory/012-kinds",
+        ],
+    );
+    let expected: Vec<&str> = git.split('\0').filter(|p| !p.is_empty()).collect();
+    let changed = repo
+        .changed_paths("main", "factory/012-kinds")
+        .await
+        .unwrap();
+    assert_eq!(changed, expected);
+    assert!(changed.contains(&"b.txt/now-a-dir.txt".to_owned()));
+    assert!(!changed.contains(&"main-only.txt".to_owned()));
+}
+
+#[tokio::test]
+async fn changed_paths_between_unrelated_histories_is_an_error() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    fx.git(&["checkout", "-q", "--orphan", "island"]);
+    fx.git(&["commit", "-q", "-m", "unrelated"]);
+    fx.git(&["checkout", "-q", "main"]);
+    let err = repo.changed_paths("main", "island").await.unwrap_err();
+    assert!(
+        matches!(err, factory_core::ports::VcsError::Git { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn commit_all_with_only_ignored_files_commits_nothing() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    fx.write(".gitignore", "*.log\n");
+    fx.advance_main(&[]);
+    let path = fx.task_dir("013-ignored");
+    repo.create_worktree(&path, "factory/013-ignored", "main")
+        .await
+        .unwrap();
+    std::fs::write(path.join("build.log"), "ignored\n").unwrap();
+    assert_eq!(repo.commit_all(&path, "nothing").await.unwrap(), None);
+    assert_eq!(fx.rev("factory/013-ignored"), fx.rev("main"));
+
+    // Failing to stage or commit is an error, not "nothing to commit".
+    std::fs::write(path.join("new.txt"), "new\n").unwrap();
+    let git_dir = git_in(&path, &["rev-parse", "--absolute-git-dir"]);
+    std::fs::write(std::path::Path::new(git_dir.trim()).join("index.lock"), "").unwrap();
+    let err = repo.commit_all(&path, "locked").await.unwrap_err();
+    assert!(
+        matches!(err, factory_core::ports::VcsError::Git { .. }),
+        "{err:?}"
+    );
+}

@@ -41,6 +41,10 @@ pub fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
         .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_AUTHOR_NAME")
+        .env_remove("GIT_AUTHOR_EMAIL")
+        .env_remove("GIT_COMMITTER_NAME")
+        .env_remove("GIT_COMMITTER_EMAIL")
         .output()
         .unwrap_or_else(|e| panic!("running git: {e}"))
 }

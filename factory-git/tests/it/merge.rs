@@ -354,3 +354,240 @@ async fn main_checked_out_in_another_worktree_of_the_user_is_fast_forwarded_ther
     assert_eq!(git_in(&elsewhere, &["status", "--porcelain"]), " M a.txt\n");
     assert_eq!(fx.rev("HEAD"), old, "the main checkout stays on dev");
 }
+
+/// Merges `name` (a branch adding `file`) and asserts it landed on main and in the checkout.
+async fn merge_ok(fx: &Fixture, repo: &factory_git::GitRepo, name: &str, file: &str) -> String {
+    fx.branch_with(name, &[(file, "content\n")]);
+    let old = fx.rev("main");
+    let outcome = repo
+        .merge_no_ff(&format!("factory/{name}"), "main", &format!("Merge {name}"))
+        .await
+        .unwrap();
+    let MergeOutcome::Merged(merge) = outcome else {
+        panic!("expected Merged, got {outcome:?}");
+    };
+    assert_eq!(fx.rev("main"), merge.0);
+    assert_eq!(
+        parents(fx, &merge.0),
+        [old, fx.rev(&format!("factory/{name}"))]
+    );
+    assert_eq!(fx.read(file), b"content\n");
+    assert!(fx.git(&["status", "--porcelain"]).is_empty());
+    merge.0
+}
+
+#[tokio::test]
+async fn a_merge_worktree_deleted_by_hand_is_recreated() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    merge_ok(&fx, &repo, "030-one", "one.txt").await;
+    let merge_dir = fx.layout().merge_worktree();
+    std::fs::remove_dir_all(&merge_dir).unwrap();
+    // Still registered with git.
+    assert_eq!(crate::fixture::worktree_paths(&fx.root).len(), 3);
+
+    let merge = merge_ok(&fx, &repo, "030-two", "two.txt").await;
+    assert_eq!(git_in(&merge_dir, &["rev-parse", "HEAD"]).trim(), merge);
+    assert!(git_in(&merge_dir, &["status", "--porcelain", "--ignored"]).is_empty());
+}
+
+#[tokio::test]
+async fn a_merge_worktree_git_forgot_is_replaced() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    merge_ok(&fx, &repo, "031-one", "one.txt").await;
+    let merge_dir = fx.layout().merge_worktree();
+    crate::fixture::write(&merge_dir, "junk.txt", "junk\n");
+    // The registration is gone (pruned by hand), the directory with its `.git` file stays.
+    std::fs::remove_dir_all(fx.root.join(".git/worktrees/merge")).unwrap();
+
+    let merge = merge_ok(&fx, &repo, "031-two", "two.txt").await;
+    assert_eq!(git_in(&merge_dir, &["rev-parse", "HEAD"]).trim(), merge);
+    assert!(!merge_dir.join("junk.txt").exists());
+}
+
+#[tokio::test]
+async fn a_half_finished_merge_in_the_merge_worktree_is_discarded() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    merge_ok(&fx, &repo, "032-one", "one.txt").await;
+    // An interrupted run left a conflicted merge behind.
+    fx.branch_with("032-clash-a", &[("a.txt", "alpha a\n")]);
+    fx.branch_with("032-clash-b", &[("a.txt", "alpha b\n")]);
+    let merge_dir = fx.layout().merge_worktree();
+    git_in(
+        &merge_dir,
+        &["merge", "-q", "--no-ff", "factory/032-clash-a"],
+    );
+    let out = git_output(&merge_dir, &["merge", "--no-ff", "factory/032-clash-b"]);
+    assert!(!out.status.success());
+    assert!(
+        git_output(&merge_dir, &["rev-parse", "-q", "--verify", "MERGE_HEAD"])
+            .status
+            .success()
+    );
+
+    let merge = merge_ok(&fx, &repo, "032-two", "two.txt").await;
+    assert_eq!(git_in(&merge_dir, &["rev-parse", "HEAD"]).trim(), merge);
+    let merge_head = git_output(&merge_dir, &["rev-parse", "-q", "--verify", "MERGE_HEAD"]);
+    assert!(!merge_head.status.success(), "no merge in progress");
+    assert!(git_in(&merge_dir, &["status", "--porcelain", "--ignored"]).is_empty());
+    assert_eq!(fx.git(&["show", &format!("{merge}:a.txt")]), "alpha\n");
+}
+
+#[tokio::test]
+async fn leftovers_in_a_merge_worktree_already_at_main_are_cleaned() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    fx.write(".gitignore", "*.log\n");
+    fx.advance_main(&[]);
+    merge_ok(&fx, &repo, "033-first", "first.txt").await;
+    let merge_dir = fx.layout().merge_worktree();
+    // Each time the merge worktree is at main's tip, so only the leftover is wrong.
+    let leftovers: [(&str, &dyn Fn()); 5] = [
+        ("ignored", &|| {
+            crate::fixture::write(&merge_dir, "debug.log", "ignored\n")
+        }),
+        ("untracked", &|| {
+            crate::fixture::write(&merge_dir, "scratch/notes.txt", "untracked\n")
+        }),
+        ("modified", &|| {
+            crate::fixture::write(&merge_dir, "b.txt", "modified\n")
+        }),
+        ("staged", &|| {
+            crate::fixture::write(&merge_dir, "b.txt", "staged\n");
+            git_in(&merge_dir, &["add", "b.txt"]);
+        }),
+        ("deleted", &|| {
+            std::fs::remove_file(merge_dir.join("c.txt")).unwrap()
+        }),
+    ];
+    for (i, (kind, leave)) in leftovers.iter().enumerate() {
+        assert_eq!(
+            git_in(&merge_dir, &["rev-parse", "HEAD"]).trim(),
+            fx.rev("main")
+        );
+        leave();
+        let merge = merge_ok(&fx, &repo, &format!("033-{i}"), &format!("f{i}.txt")).await;
+        assert_eq!(
+            fx.git(&["show", &format!("{merge}:b.txt")]),
+            "bravo\n",
+            "{kind}"
+        );
+        assert_eq!(
+            fx.git(&["show", &format!("{merge}:c.txt")]),
+            "charlie\n",
+            "{kind}"
+        );
+        assert!(
+            git_in(&merge_dir, &["status", "--porcelain", "--ignored"]).is_empty(),
+            "{kind}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_branch_checked_out_in_the_merge_worktree_is_left_alone() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    merge_ok(&fx, &repo, "034-one", "one.txt").await;
+    let merge_dir = fx.layout().merge_worktree();
+    git_in(&merge_dir, &["checkout", "-q", "-b", "scratch"]);
+    let scratch = fx.rev("scratch");
+
+    let merge = merge_ok(&fx, &repo, "034-two", "two.txt").await;
+    assert_eq!(
+        fx.rev("scratch"),
+        scratch,
+        "the branch did not get the merge"
+    );
+    assert_eq!(git_in(&merge_dir, &["rev-parse", "HEAD"]).trim(), merge);
+    let head = git_output(&merge_dir, &["symbolic-ref", "-q", "HEAD"]);
+    assert!(
+        !head.status.success(),
+        "the merge worktree is detached again"
+    );
+}
+
+#[tokio::test]
+async fn consecutive_merges_reuse_the_merge_worktree_and_each_lands() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let merge_dir = fx.layout().merge_worktree();
+    for i in 0..4 {
+        let merge = merge_ok(&fx, &repo, &format!("035-{i}"), &format!("f{i}.txt")).await;
+        assert_eq!(git_in(&merge_dir, &["rev-parse", "HEAD"]).trim(), merge);
+    }
+    // The user commits in between: the merge worktree is behind main and must move.
+    let user = fx.advance_main(&[("user.txt", "user\n")]);
+    let merge = merge_ok(&fx, &repo, "035-last", "last.txt").await;
+    assert_eq!(fx.rev("main^1"), user);
+    assert_eq!(fx.git(&["show", &format!("{merge}:user.txt")]), "user\n");
+    assert_eq!(
+        fx.git(&["rev-list", "--merges", "--count", "main"]).trim(),
+        "5"
+    );
+}
+
+#[tokio::test]
+async fn main_checked_out_in_a_deleted_worktree_moves_by_ref() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    fx.git(&["checkout", "-q", "-b", "dev"]);
+    let elsewhere = fx.root.parent().unwrap().join("main-checkout");
+    fx.git(&["worktree", "add", "-q", elsewhere.to_str().unwrap(), "main"]);
+    std::fs::remove_dir_all(&elsewhere).unwrap();
+    fx.branch_with("036-gone", &[("g.txt", "g\n")]);
+    let old = fx.rev("main");
+
+    let outcome = repo
+        .merge_no_ff("factory/036-gone", "main", "Merge 036")
+        .await
+        .unwrap();
+    let MergeOutcome::Merged(merge) = outcome else {
+        panic!("expected Merged, got {outcome:?}");
+    };
+    assert_eq!(fx.rev("main"), merge.0);
+    assert_eq!(fx.rev("main^1"), old);
+    assert_eq!(fx.rev("HEAD"), old, "the user's checkout stays on dev");
+}
+
+/// The merge queue runs while task pipelines create worktrees: merges read the worktree
+/// registry as it is being written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn merges_while_worktrees_are_being_created_land_in_the_users_checkout() {
+    let fx = Fixture::new();
+    for i in 0..5 {
+        fx.branch_with(&format!("037-{i}"), &[(&format!("m{i}.txt"), "m\n")]);
+    }
+    let repo = std::sync::Arc::new(fx.repo());
+    let mut jobs = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let creator = repo.clone();
+        let path = fx.task_dir(&format!("037-new-{i}"));
+        jobs.spawn(async move {
+            creator
+                .create_worktree(&path, &format!("factory/037-new-{i}"), "main")
+                .await
+                .unwrap();
+        });
+    }
+    let merger = repo.clone();
+    jobs.spawn(async move {
+        for i in 0..5 {
+            let outcome = merger
+                .merge_no_ff(&format!("factory/037-{i}"), "main", "m")
+                .await
+                .unwrap();
+            assert!(matches!(outcome, MergeOutcome::Merged(_)), "{outcome:?}");
+        }
+    });
+    while let Some(joined) = jobs.join_next().await {
+        joined.unwrap();
+    }
+    assert_eq!(fx.rev("HEAD"), fx.rev("main"));
+    assert!(fx.git(&["status", "--porcelain"]).is_empty());
+    for i in 0..5 {
+        assert_eq!(fx.read(&format!("m{i}.txt")), b"m\n");
+    }
+}

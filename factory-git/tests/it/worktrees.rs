@@ -213,3 +213,99 @@ async fn concurrent_worktree_creation_and_listing_do_not_race() {
     }
     assert_eq!(worktree_paths(&fx.root).len(), 25);
 }
+
+#[tokio::test]
+async fn create_worktree_for_a_branch_whose_old_worktree_was_deleted_by_hand_elsewhere() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let old = fx.task_dir("007-moved");
+    repo.create_worktree(&old, "factory/007-moved", "main")
+        .await
+        .unwrap();
+    std::fs::write(old.join("x.txt"), "x\n").unwrap();
+    let commit = repo.commit_all(&old, "x").await.unwrap().unwrap();
+    // Deleted by hand: git still has the branch checked out at `old`.
+    std::fs::remove_dir_all(&old).unwrap();
+    assert_eq!(worktree_paths(&fx.root).len(), 2);
+
+    let new = fx.task_dir("007-moved-again");
+    repo.create_worktree(&new, "factory/007-moved", "main")
+        .await
+        .unwrap();
+    assert_eq!(git_in(&new, &["rev-parse", "HEAD"]).trim(), commit.0);
+    assert_eq!(std::fs::read(new.join("x.txt")).unwrap(), b"x\n");
+    assert_eq!(worktree_paths(&fx.root), vec![fx.root.clone(), new.clone()]);
+}
+
+#[tokio::test]
+async fn create_worktree_fails_cleanly_when_the_branch_is_checked_out_by_the_user() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let err = repo
+        .create_worktree(&fx.task_dir("008-main"), "main", "main")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VcsError::Git { .. }), "{err:?}");
+    assert!(!fx.task_dir("008-main").exists());
+    assert_eq!(worktree_paths(&fx.root), vec![fx.root.clone()]);
+}
+
+#[tokio::test]
+async fn remove_worktree_of_a_registered_but_missing_directory_forgets_it() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let path = fx.task_dir("009-gone");
+    repo.create_worktree(&path, "factory/009-gone", "main")
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&path).unwrap();
+    assert_eq!(worktree_paths(&fx.root).len(), 2);
+
+    repo.remove_worktree(&path).await.unwrap();
+    assert_eq!(worktree_paths(&fx.root), vec![fx.root.clone()]);
+    // The branch stays, and the worktree can be made again.
+    repo.create_worktree(&path, "factory/009-gone", "main")
+        .await
+        .unwrap();
+    assert!(path.join("a.txt").exists());
+}
+
+#[tokio::test]
+async fn remove_worktree_leaves_a_directory_that_is_not_a_worktree_and_refuses_the_checkout() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let plain = fx.root.join(".factory/not-a-worktree");
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::write(plain.join("keep.txt"), "keep\n").unwrap();
+    repo.remove_worktree(&plain).await.unwrap();
+    assert_eq!(std::fs::read(plain.join("keep.txt")).unwrap(), b"keep\n");
+
+    // A directory inside a task worktree is not that worktree.
+    let task = fx.task_dir("010-inner");
+    repo.create_worktree(&task, "factory/010-inner", "main")
+        .await
+        .unwrap();
+    std::fs::create_dir_all(task.join("sub")).unwrap();
+    repo.remove_worktree(&task.join("sub")).await.unwrap();
+    assert!(task.join("a.txt").exists());
+    assert_eq!(worktree_paths(&fx.root).len(), 2);
+
+    let err = repo.remove_worktree(&fx.root).await.unwrap_err();
+    assert!(matches!(err, VcsError::Git { .. }), "{err:?}");
+    assert!(fx.root.join("a.txt").exists());
+}
+
+#[tokio::test]
+async fn remove_worktree_reports_a_locked_worktree_it_cannot_remove() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let path = fx.task_dir("011-locked");
+    repo.create_worktree(&path, "factory/011-locked", "main")
+        .await
+        .unwrap();
+    git_in(&fx.root, &["worktree", "lock", path.to_str().unwrap()]);
+    let err = repo.remove_worktree(&path).await.unwrap_err();
+    assert!(matches!(err, VcsError::Git { .. }), "{err:?}");
+    assert!(path.join("a.txt").exists());
+    assert_eq!(worktree_paths(&fx.root).len(), 2);
+}
