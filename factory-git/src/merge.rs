@@ -275,14 +275,7 @@ impl GitRepo {
     /// `git worktree add --detach` of the merge worktree at `at`. Hold `worktree_lock`.
     async fn add_merge_worktree(&self, at: ObjectId) -> Result<(), VcsError> {
         let worktree = &self.merge_worktree;
-        if let Some(parent) = worktree.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|source| VcsError::Io {
-                    context: format!("creating {}", parent.display()),
-                    source,
-                })?;
-        }
+        read::create_parent_dir(worktree).await?;
         let at = at.to_string();
         self.git
             .ok(

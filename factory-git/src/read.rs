@@ -331,3 +331,16 @@ pub(crate) fn registered_worktrees(
     }
     Ok(entries)
 }
+
+/// Creates `path`'s parent directory (and its ancestors) so git can create `path` itself.
+pub(crate) async fn create_parent_dir(path: &std::path::Path) -> Result<(), VcsError> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|source| VcsError::Io {
+            context: format!("creating {}", parent.display()),
+            source,
+        })
+}

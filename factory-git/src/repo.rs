@@ -266,14 +266,7 @@ impl Vcs for GitRepo {
                 }
             }
         }
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|source| VcsError::Io {
-                    context: format!("creating {}", parent.display()),
-                    source,
-                })?;
-        }
+        read::create_parent_dir(&path).await?;
         match self.add_worktree(&path, branch, base).await {
             Ok(()) => Ok(()),
             Err(VcsError::Git { .. }) => {

@@ -182,3 +182,14 @@ pub fn agent_runs(dir: &Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// Sends Ctrl-C (SIGINT) to a running `factory` and waits for it to exit.
+pub fn interrupt(child: std::process::Child) -> Output {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -INT {pid} failed");
+    child.wait_with_output().expect("wait for factory")
+}

@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use crate::fixture::{
-    agent_runs, factory, factory_cmd, factory_repo, git, status_json, stderr, tasks_of, wait_for,
+    agent_runs, factory, factory_cmd, factory_repo, git, interrupt, status_json, stderr, tasks_of,
+    wait_for,
 };
 
 /// Ctrl-C during a run stops it cleanly; the next run finishes without redoing merged work.
@@ -31,15 +32,7 @@ fn ctrl_c_then_run_resumes_without_redoing_merged_work() {
     assert_eq!(first["state"], "completed", "{first}");
 
     let started = std::time::Instant::now();
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
+    let out = interrupt(child);
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(
         started.elapsed() < Duration::from_secs(20),

@@ -63,7 +63,7 @@ fn merge_waits_for_a_dirty_checkout_and_status_says_why() {
             .success()
     );
 
-    let mut child = factory_cmd(&dir, &["run"])
+    let child = factory_cmd(&dir, &["run"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -86,16 +86,8 @@ fn merge_waits_for_a_dirty_checkout_and_status_says_why() {
     );
     assert_eq!(git(&dir, &["rev-parse", "main"]), main_before);
 
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let out = crate::fixture::interrupt(child);
+    assert_eq!(out.status.code(), Some(130));
     assert_eq!(
         std::fs::read_to_string(dir.join("alpha.txt")).unwrap(),
         "mine\n"
