@@ -15,7 +15,6 @@ use factory_store::SqliteStore;
 
 const SCRIPT: &str = r#"
 [plan]
-reasoning = "One small task."
 [[plan.tasks]]
 key = "hello"
 title = "Add hello.txt"
@@ -25,7 +24,6 @@ path = "hello.txt"
 write = "Hello from Factory\n"
 [[tasks.hello.reviews]]
 verdict = "approve"
-summary = "hello.txt says hello."
 "#;
 
 #[tokio::main]
@@ -39,26 +37,27 @@ async fn main() -> anyhow::Result<()> {
     config.verify.command = "test -f hello.txt".into();
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let script = AgentScript::from_toml_str(SCRIPT, std::path::Path::new("inline"))?;
+    let script = AgentScript::from_toml_str(SCRIPT, "inline".as_ref())?;
     let agent = Arc::new(ScriptedAgent::new(script, clock.clone()));
+    let git = GitRepo::open(
+        layout.repo_root(),
+        config.git.identity(),
+        layout.merge_worktree(),
+    )?;
+    git.exclude("/.factory/").await?; // keep Factory's files out of `git status`
     let ports = Ports {
         store: Arc::new(SqliteStore::open(&layout.db_path(), clock.clone()).await?),
-        vcs: Arc::new(GitRepo::open(
-            layout.repo_root(),
-            config.git.identity(),
-            layout.merge_worktree(),
-        )?),
+        vcs: Arc::new(git),
         sandbox: Arc::new(ProcessSandbox::new()),
         clock,
         agents: RoleBackends::same(agent),
     };
     let factory = Factory::new(ports, config, layout);
     let epic = factory.add_epic("Say hello in a file").await?;
-    let (_handle, signal) = stop_signal();
-    let report = factory.run(signal).await?;
-    println!(
-        "epic {}: merged {:?}, blocked {:?}",
-        epic.id, report.merged, report.blocked
-    );
+    let report = factory.run(stop_signal().1).await?;
+    for (spec, commit) in &report.merged {
+        println!("epic {}: merged {spec} as {commit}", epic.id);
+    }
+    anyhow::ensure!(report.all_merged(), "not merged: {:?}", report.blocked);
     Ok(())
 }
