@@ -72,6 +72,36 @@ fn stale(kind: &'static str, id: impl Display, expected: u64, actual: u64) -> St
     }
 }
 
+/// A compare-and-set's first check: the caller's version must be the stored one.
+fn expect_version(
+    kind: &'static str,
+    id: impl Display,
+    expected: u64,
+    actual: u64,
+) -> Result<(), StoreError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(stale(kind, id, expected, actual))
+    }
+}
+
+/// A compare-and-set's last step: the `UPDATE … WHERE id = ? AND version = ? AND state = ?`
+/// must have matched exactly one row, else someone wrote first and nothing is committed.
+async fn commit_cas(
+    tx: Transaction<'static, Sqlite>,
+    written: sqlx::sqlite::SqliteQueryResult,
+    kind: &'static str,
+    id: impl Display,
+    expected: u64,
+    actual: u64,
+) -> Result<(), StoreError> {
+    if written.rows_affected() != 1 {
+        return Err(stale(kind, id, expected, actual));
+    }
+    tx.commit().await.map_err(backend)
+}
+
 impl SqliteStore {
     /// A transaction that holds SQLite's write lock from its first statement.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -205,9 +235,7 @@ impl Store for SqliteStore {
     ) -> Result<Epic, StoreError> {
         let mut tx = self.begin_write().await?;
         let current = load_epic(&mut tx, id).await?;
-        if current.version != expected_version {
-            return Err(stale("epic", id, expected_version, current.version));
-        }
+        expect_version("epic", id, expected_version, current.version)?;
         let next = current.apply(event, changes, self.clock.now())?;
         let written = sqlx::query(
             "UPDATE epics SET state = ?, version = ?, blocked_reason = ?, updated_at = ? \
@@ -223,10 +251,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        if written.rows_affected() != 1 {
-            return Err(stale("epic", id, expected_version, current.version));
-        }
-        tx.commit().await.map_err(backend)?;
+        commit_cas(tx, written, "epic", id, expected_version, current.version).await?;
         Ok(next)
     }
 
@@ -391,9 +416,7 @@ impl Store for SqliteStore {
     ) -> Result<Task, StoreError> {
         let mut tx = self.begin_write().await?;
         let current = load_task(&mut tx, id).await?;
-        if current.version != expected_version {
-            return Err(stale("task", id, expected_version, current.version));
-        }
+        expect_version("task", id, expected_version, current.version)?;
         let next = current.apply(event, changes, self.clock.now())?;
         let written = sqlx::query(
             "UPDATE tasks SET state = ?, version = ?, attempts = ?, qa_rounds = ?, branch = ?, \
@@ -416,10 +439,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        if written.rows_affected() != 1 {
-            return Err(stale("task", id, expected_version, current.version));
-        }
-        tx.commit().await.map_err(backend)?;
+        commit_cas(tx, written, "task", id, expected_version, current.version).await?;
         Ok(next)
     }
 
@@ -515,9 +535,7 @@ impl Store for SqliteStore {
         let current = load_agent(&mut tx, id)
             .await?
             .ok_or_else(|| not_found("agent", id))?;
-        if current.version != expected_version {
-            return Err(stale("agent", id, expected_version, current.version));
-        }
+        expect_version("agent", id, expected_version, current.version)?;
         let next = current.apply(event, self.clock.now())?;
         let written = sqlx::query(
             "UPDATE agents SET state = ?, version = ?, updated_at = ? \
@@ -532,10 +550,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        if written.rows_affected() != 1 {
-            return Err(stale("agent", id, expected_version, current.version));
-        }
-        tx.commit().await.map_err(backend)?;
+        commit_cas(tx, written, "agent", id, expected_version, current.version).await?;
         Ok(next)
     }
 
