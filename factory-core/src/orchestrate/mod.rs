@@ -357,11 +357,18 @@ impl Factory {
     /// Epics, tasks and agents.
     pub async fn status(&self) -> Result<StatusReport, OrchestrateError> {
         let store = self.store_ref();
-        let mut epics = Vec::new();
-        for epic in store.list_epics().await? {
-            let tasks = store.list_tasks(Some(epic.id)).await?;
-            epics.push(EpicStatus { epic, tasks });
-        }
+        let mut tasks = store.list_tasks(None).await?;
+        let epics = store
+            .list_epics()
+            .await?
+            .into_iter()
+            .map(|epic| {
+                let (mine, rest): (Vec<Task>, Vec<Task>) =
+                    tasks.drain(..).partition(|t| t.epic_id == epic.id);
+                tasks = rest;
+                EpicStatus { epic, tasks: mine }
+            })
+            .collect();
         Ok(StatusReport {
             epics,
             agents: store.list_agents().await?,
@@ -607,19 +614,20 @@ impl Factory {
             if stop.is_stopped() || first_error.is_some() {
                 break;
             }
-            let tasks = self.runnable_scope().await?;
+            let mut tasks = self.runnable_scope().await?;
             let completed: HashSet<TaskId> = tasks
                 .iter()
                 .filter(|t| t.state == TaskState::Completed)
                 .map(|t| t.id)
                 .collect();
-            for task in &tasks {
+            for task in &mut tasks {
                 if task.state == TaskState::Pending
                     && task.depends_on.iter().all(|d| completed.contains(d))
                 {
                     let t = self
                         .update_task(task, Some(TaskEvent::Assign), TaskChanges::default())
                         .await?;
+                    *task = t.clone();
                     self.emit(DomainEvent::TaskReady {
                         task_id: t.id,
                         spec_id: t.spec_id.clone(),
@@ -627,7 +635,6 @@ impl Factory {
                     .await?;
                 }
             }
-            let tasks = self.runnable_scope().await?;
             for task in &tasks {
                 let needs_pipeline = matches!(
                     task.state,
@@ -724,12 +731,16 @@ impl Factory {
 
     /// Tasks of epics that are in progress (or blocked, so a retried task can run).
     async fn runnable_scope(&self) -> Result<Vec<Task>, OrchestrateError> {
-        let mut tasks = Vec::new();
-        for epic in self.store_ref().list_epics().await? {
-            if matches!(epic.state, EpicState::InProgress | EpicState::Blocked) {
-                tasks.extend(self.store_ref().list_tasks(Some(epic.id)).await?);
-            }
-        }
+        let open: HashSet<EpicId> = self
+            .store_ref()
+            .list_epics()
+            .await?
+            .into_iter()
+            .filter(|e| matches!(e.state, EpicState::InProgress | EpicState::Blocked))
+            .map(|e| e.id)
+            .collect();
+        let mut tasks = self.store_ref().list_tasks(None).await?;
+        tasks.retain(|t| open.contains(&t.epic_id));
         Ok(tasks)
     }
 
