@@ -404,22 +404,13 @@ pub fn progress_line(event: &DomainEvent) -> Option<String> {
 
 /// Runs the factory, printing a progress line per step, until done or Ctrl-C.
 pub async fn run_with_progress(factory: &Factory) -> Result<RunReport> {
-    let mut events = factory.subscribe();
-    let printer = tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(e) => {
-                    if let Some(line) = progress_line(&e) {
-                        println!("{line}");
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    println!("… {n} progress lines skipped");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let print = |event: &DomainEvent| {
+        if let Some(line) = progress_line(event) {
+            println!("{line}");
         }
-    });
+    };
+    let mut events = factory.subscribe();
     let (handle, signal) = stop_signal();
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -430,12 +421,27 @@ pub async fn run_with_progress(factory: &Factory) -> Result<RunReport> {
             }
         }
     });
-    let result = factory.run(signal).await;
+    let run = factory.run(signal);
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            result = &mut run => break result,
+            received = events.recv() => match received {
+                Ok(event) => print(&event),
+                Err(RecvError::Lagged(n)) => println!("… {n} progress lines skipped"),
+                Err(RecvError::Closed) => break (&mut run).await,
+            },
+        }
+    };
     ctrl_c.abort();
-    // Let the printer drain what was already sent.
-    tokio::task::yield_now().await;
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    printer.abort();
+    // Everything the run sent is already queued: print it without waiting.
+    loop {
+        match events.try_recv() {
+            Ok(event) => print(&event),
+            Err(TryRecvError::Lagged(n)) => println!("… {n} progress lines skipped"),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
     Ok(result?)
 }
 
