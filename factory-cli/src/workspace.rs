@@ -12,7 +12,7 @@ use factory_core::config::FactoryConfig;
 use factory_core::layout::{FACTORY_DIR, Layout};
 use factory_core::orchestrate::{Factory, Ports, RoleBackends};
 use factory_core::ports::{
-    AgentBackend, AgentError, AgentRequest, AgentResponse, Clock, SystemClock,
+    AgentBackend, AgentError, AgentRequest, AgentResponse, Clock, SystemClock, VcsError,
 };
 use factory_git::GitRepo;
 use factory_store::SqliteStore;
@@ -33,15 +33,13 @@ fn find_repo_root(start: &Path) -> Result<PathBuf> {
             start.display()
         )
     })?;
-    for dir in start.ancestors() {
-        if dir.join(".git").exists() {
-            return Ok(dir.to_owned());
-        }
+    match factory_git::discover_root(&start) {
+        Err(VcsError::NotARepository(_)) => bail!(
+            "{} is not inside a git repository: run `git init` there first, or pass --repo PATH",
+            start.display()
+        ),
+        other => Ok(other?),
     }
-    bail!(
-        "{} is not inside a git repository: run `git init` there first, or pass --repo PATH",
-        start.display()
-    )
 }
 
 fn start_dir(repo: Option<PathBuf>) -> Result<PathBuf> {

@@ -15,4 +15,4 @@ mod read;
 mod repo;
 mod worktree;
 
-pub use repo::GitRepo;
+pub use repo::{GitRepo, discover_root};

@@ -29,6 +29,21 @@ pub struct GitRepo {
     pub(crate) worktree_lock: tokio::sync::Mutex<()>,
 }
 
+/// The main repository of the one containing `path` (from a linked worktree: its main checkout).
+fn discover_main(path: &Path) -> Result<gix::Repository, VcsError> {
+    let repo = gix::discover(path).map_err(|_| VcsError::NotARepository(path.to_owned()))?;
+    repo.main_repo().map_err(read_err)
+}
+
+/// The top-level directory of the user's checkout of the repository containing `path`, as
+/// [`GitRepo::open`] finds it; for locating `.factory/` before the configuration is read.
+pub fn discover_root(path: &Path) -> Result<PathBuf, VcsError> {
+    let main = discover_main(path)?;
+    main.workdir()
+        .map(normalize)
+        .ok_or_else(|| VcsError::NotARepository(path.to_owned()))
+}
+
 impl GitRepo {
     /// Opens the repository containing `path`. Factory commits as `identity`, and makes merges in
     /// `merge_worktree` (normally [`Layout::merge_worktree`](factory_core::layout::Layout::merge_worktree);
@@ -42,8 +57,7 @@ impl GitRepo {
         merge_worktree: PathBuf,
     ) -> Result<GitRepo, VcsError> {
         let not_a_repo = || VcsError::NotARepository(path.to_owned());
-        let repo = gix::discover(path).map_err(|_| not_a_repo())?;
-        let main = repo.main_repo().map_err(read_err)?;
+        let main = discover_main(path)?;
         let root = normalize(main.workdir().ok_or_else(not_a_repo)?);
         let common_dir = normalize(main.common_dir());
         let merge_worktree = if merge_worktree.is_absolute() {
