@@ -6,7 +6,6 @@ use tracing::Instrument;
 use crate::agent::{AgentId, AgentRole, AgentState};
 use crate::event::{DomainEvent, VerifyStage};
 use crate::ports::{MergeOutcome, UpdateOutcome};
-use crate::protocol::ReviewOutput;
 use crate::task::{TaskChanges, TaskEvent, TaskId, TaskState};
 
 use super::artifacts::SpecFiles;
@@ -44,12 +43,13 @@ impl Factory {
                         files.progress(self.now(), &format!("rebased onto {main}: {tip}"))?;
                         let verify = self.verify(&task, task.attempts, VerifyStage::PreMerge).await?;
                         if !verify.passed() {
-                            let review = ReviewOutput {
-                                verdict: crate::event::Verdict::Approve,
-                                summary: format!("The change no longer passes verify after being rebased onto {main}."),
-                                issues: vec!["Make the change work on top of the current main branch.".into()],
-                            };
-                            files.write_fix_request(&fix_request_text(task.attempts, &review, &verify))?;
+                            files.write_fix_request(&fix_request_text(
+                                task.attempts,
+                                "Merge queue: verify failed after rebasing",
+                                &format!("The change no longer passes verify after being rebased onto {main}."),
+                                &["Make the change work on top of the current main branch.".to_owned()],
+                                &verify,
+                            ))?;
                             if task.attempts >= self.config().qa.max_rounds {
                                 let reason = format!("re-verify after rebasing onto {main}: {}", verify.line());
                                 self.block(&task, reason).await?;

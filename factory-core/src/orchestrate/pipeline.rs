@@ -337,7 +337,13 @@ impl Factory {
             .await?;
             return Ok(Some(task));
         }
-        files.write_fix_request(&fix_request_text(round, &review, &verify))?;
+        files.write_fix_request(&fix_request_text(
+            round,
+            &format!("Reviewer: {}", review.verdict),
+            &review.summary,
+            &review.issues,
+            &verify,
+        ))?;
         let why = if verify.passed() {
             "the reviewer requested changes".to_owned()
         } else {
@@ -419,21 +425,21 @@ impl Factory {
     }
 }
 
-/// QA_FIX_REQUEST.md: what the reviewer and the verify command said.
+/// QA_FIX_REQUEST.md: who asked for changes (`heading`), what they said, and what the verify
+/// command said.
 pub(super) fn fix_request_text(
     round: u32,
-    review: &ReviewOutput,
+    heading: &str,
+    summary: &str,
+    issues: &[String],
     verify: &VerifySummary,
 ) -> String {
-    let mut text = format!(
-        "# QA fix request (after round {round})\n\n## Reviewer: {}\n\n",
-        review.verdict
-    );
-    if !review.summary.trim().is_empty() {
-        text.push_str(review.summary.trim());
+    let mut text = format!("# QA fix request (after round {round})\n\n## {heading}\n\n");
+    if !summary.trim().is_empty() {
+        text.push_str(summary.trim());
         text.push_str("\n\n");
     }
-    for issue in &review.issues {
+    for issue in issues {
         text.push_str(&format!("- {issue}\n"));
     }
     text.push_str(&format!("\n## Verify: {}\n", verify.line()));
