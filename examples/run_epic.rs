@@ -8,7 +8,7 @@ use std::sync::Arc;
 use factory_agents::{AgentScript, ProcessSandbox, ScriptedAgent};
 use factory_core::config::FactoryConfig;
 use factory_core::layout::Layout;
-use factory_core::orchestrate::{Factory, Ports, RoleBackends, stop_signal};
+use factory_core::orchestrate::{Factory, Ports, RoleBackends, RunOptions, stop_signal};
 use factory_core::ports::{Clock, SystemClock};
 use factory_git::GitRepo;
 use factory_store::SqliteStore;
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let factory = Factory::new(ports, config, layout);
     let epic = factory.add_epic("Say hello in a file").await?;
-    let report = factory.run(stop_signal().1).await?;
+    let report = factory.run(RunOptions::default(), stop_signal().1).await?;
     for (spec, commit) in &report.merged {
         println!("epic {}: merged {spec} as {commit}", epic.id);
     }

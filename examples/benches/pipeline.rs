@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use factory_agents::{AgentScript, ProcessSandbox, ScriptedAgent};
 use factory_core::config::FactoryConfig;
 use factory_core::layout::Layout;
-use factory_core::orchestrate::{Factory, Ports, RoleBackends, stop_signal};
+use factory_core::orchestrate::{Factory, Ports, RoleBackends, RunOptions, stop_signal};
 use factory_core::ports::{Clock, SystemClock};
 use factory_git::GitRepo;
 use factory_store::SqliteStore;
@@ -86,7 +86,10 @@ fn run_factory(tasks: usize) -> Duration {
         let factory = Factory::new(ports, config, layout);
         factory.add_epic("bench").await.unwrap();
         let start = Instant::now();
-        let report = factory.run(stop_signal().1).await.unwrap();
+        let report = factory
+            .run(RunOptions::default(), stop_signal().1)
+            .await
+            .unwrap();
         let elapsed = start.elapsed();
         assert_eq!(report.merged.len(), tasks, "{report:?}");
         elapsed

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::render;
-use crate::workspace::{AgentSetup, Workspace, init};
+use factory_workspace::{AgentSetup, InitOptions, Workspace};
 
 /// The sample repository before Factory touches it.
 const SAMPLE_FILES: &[(&str, &str)] = &[
@@ -292,22 +292,28 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
     let dir = demo_dir(dir)?;
     println!("Sample repository: {}", dir.display());
     create_sample_repo(&dir)?;
-    init(
-        Some(dir.clone()),
-        Some("main".into()),
-        Some(VERIFY.into()),
-        AgentSetup::Scripted {
-            file: "demo-script.toml".into(),
-            script: SCRIPT.into(),
+    Workspace::init(
+        &dir,
+        InitOptions {
+            main_branch: Some("main".into()),
+            verify: Some(VERIFY.into()),
+            agent: AgentSetup::Scripted {
+                file: "demo-script.toml".into(),
+                script: SCRIPT.into(),
+            },
         },
     )
     .await?;
-    let ws = Workspace::open(Some(dir.clone())).await?;
+    let ws = Workspace::open(&dir).await?;
     ws.require_agents()?;
-    let epic = ws.factory.add_epic(EPIC).await?;
+    let epic = ws.factory().add_epic(EPIC).await?;
     println!("Epic {}: {}", epic.id, epic.title);
-    let report = render::run_with_progress(&ws.factory).await?;
-    let code = render::run_outcome(&report);
+    let end = render::run_with_progress(&ws, ws.run_options("factory demo")).await?;
+    let code = render::run_outcome(&end, None);
+    if end.report.stopped {
+        return Ok(code);
+    }
+    let report = &end.report;
 
     let merges = git(&dir, &["rev-list", "--merges", "--count", "main"])?;
     let tests = std::process::Command::new("sh")
@@ -317,7 +323,13 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
         .output()
         .context("cannot run the sample's tests")?;
     let tests_ok = tests.status.success();
-    let tasks = ws.factory.store().list_tasks(Some(epic.id)).await?;
+    let tasks: Vec<_> = ws
+        .factory()
+        .tasks()
+        .await?
+        .into_iter()
+        .filter(|t| t.epic_id == epic.id)
+        .collect();
     println!();
     println!("Demo summary");
     println!(

@@ -3,17 +3,15 @@
 
 mod demo;
 mod render;
-mod workspace;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use factory_core::decision::DecisionFilter;
 use factory_core::mail::{HUMAN, MailFilter};
-
-use crate::workspace::Workspace;
+use factory_workspace::{AgentSetup, InitOptions, Workspace};
 
 /// Factory runs AI coding agents as a software factory: an epic in plain text goes in, a planner
 /// splits it into tasks, workers implement each task in its own git worktree, a reviewer and your
@@ -36,9 +34,9 @@ enum Command {
     /// Add or list epics (feature requests in plain text).
     #[command(subcommand)]
     Epic(EpicCommand),
-    /// Plan new epics and work on every runnable task until nothing is left (Ctrl-C stops
-    /// cleanly; run again to resume).
-    Run,
+    /// Plan new epics and work on every runnable task until nothing is left (Ctrl-C, SIGTERM
+    /// or SIGHUP stop cleanly; run again to resume). One run per repository at a time.
+    Run(RunArgs),
     /// Epics, tasks and agents at a glance.
     Status(JsonArg),
     /// Every task with its state, rounds and branch.
@@ -90,6 +88,14 @@ struct InitArgs {
 }
 
 #[derive(Debug, Args)]
+struct RunArgs {
+    /// When only merges waiting on your uncommitted changes remain, keep waiting (retrying every
+    /// [git] merge_retry_secs) instead of exiting 1 with what to commit or stash.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, Args)]
 struct JsonArg {
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -109,6 +115,12 @@ enum EpicCommand {
     },
     /// List epics.
     List(JsonArg),
+    /// Cancel an epic: every unfinished task of it is cancelled (agent stopped, worktree
+    /// removed, branch kept).
+    Cancel {
+        /// Epic id (see `factory epic list`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,8 +137,14 @@ enum SpecCommand {
 
 #[derive(Debug, Subcommand)]
 enum TaskCommand {
-    /// Put a blocked task back in the queue with a fresh round budget.
+    /// Give a task a fresh round budget: a blocked task goes back in the queue; an unfinished
+    /// one resumes with the fresh budget on the next run.
     Retry {
+        /// Task id, spec id or number prefix.
+        id: String,
+    },
+    /// Cancel a task: its agent is stopped, its worktree removed, its branch kept.
+    Cancel {
         /// Task id, spec id or number prefix.
         id: String,
     },
@@ -178,21 +196,66 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", render::one_line_error(&e));
-            ExitCode::FAILURE
+            eprintln!("error: {}", render::error_with_hint(&e));
+            render::exit_code_for(&e)
         }
     }
 }
 
+/// The directory to start looking for the repository from.
+fn start_dir(repo: Option<PathBuf>) -> Result<PathBuf> {
+    match repo {
+        Some(p) => Ok(p),
+        None => std::env::current_dir().context("cannot read the current directory"),
+    }
+}
+
+async fn open(repo: &Path) -> Result<Workspace> {
+    Ok(Workspace::open(repo).await?)
+}
+
+/// The epic's text from an argument, a file or stdin; refuses text that is not UTF-8.
+fn epic_text(text: Option<String>, file: Option<PathBuf>) -> Result<String> {
+    let bytes = match (text, file) {
+        (Some(t), _) => return Ok(t),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .context("reading the epic from stdin")?;
+            (bytes, "stdin".to_owned())
+        }
+        (None, Some(path)) => (
+            std::fs::read(&path).with_context(|| {
+                format!("cannot read {}: pass an existing file", path.display())
+            })?,
+            path.display().to_string(),
+        ),
+        (None, None) => bail!("give the epic text or --file PATH"),
+    };
+    match String::from_utf8(bytes.0) {
+        Ok(text) => Ok(text),
+        Err(e) => bail!(
+            "{} is not UTF-8 text (invalid byte at offset {}): save it as UTF-8 and try again",
+            bytes.1,
+            e.utf8_error().valid_up_to()
+        ),
+    }
+}
+
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let repo = cli.repo.clone();
+    let repo = start_dir(cli.repo.clone())?;
     match cli.command {
         Command::Init(args) => {
             let agent = match args.agent {
-                Some(command) => workspace::AgentSetup::Command(command),
-                None => workspace::AgentSetup::Unset,
+                Some(command) => AgentSetup::Command(command),
+                None => AgentSetup::Unset,
             };
-            let root = workspace::init(repo, args.main_branch, args.verify, agent).await?;
+            let options = InitOptions {
+                main_branch: args.main_branch,
+                verify: args.verify,
+                agent,
+            };
+            let root = Workspace::init(&repo, options).await?;
             println!(
                 "Initialized Factory in {} (config: .factory/config.toml).",
                 root.join(".factory").display()
@@ -203,94 +266,106 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Epic(EpicCommand::Add { text, file }) => {
-            let text = match (text, file) {
-                (Some(t), _) => t,
-                (None, Some(path)) if path.as_os_str() == "-" => {
-                    std::io::read_to_string(std::io::stdin())
-                        .context("reading the epic from stdin")?
-                }
-                (None, Some(path)) => std::fs::read_to_string(&path).with_context(|| {
-                    format!("cannot read {}: pass an existing file", path.display())
-                })?,
-                (None, None) => bail!("give the epic text or --file PATH"),
-            };
-            let ws = Workspace::open(repo).await?;
-            let epic = ws.factory.add_epic(&text).await?;
-            println!("Added epic {}: {}", epic.id, epic.title);
+            let text = epic_text(text, file)?;
+            let ws = open(&repo).await?;
+            let epic = ws.factory().add_epic(&text).await?;
+            println!("Added epic {}: {}", epic.id, render::escape(&epic.title));
             println!("Run `factory run` to plan and build it.");
             Ok(ExitCode::SUCCESS)
         }
         Command::Epic(EpicCommand::List(JsonArg { json })) => {
-            let ws = Workspace::open(repo).await?;
-            let epics = ws.factory.store().list_epics().await?;
+            let ws = open(&repo).await?;
+            let epics = ws.factory().epics().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&epics)?);
             } else {
-                print!("{}", render::epics(&epics));
+                print!("{}", render::escape(&render::epics(&epics)));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run => {
-            let ws = Workspace::open(repo).await?;
+        Command::Epic(EpicCommand::Cancel { id }) => {
+            let ws = open(&repo).await?;
+            let epic = ws.factory().cancel_epic(&id).await?;
+            println!(
+                "Cancelled epic {}: {} (task branches are kept).",
+                epic.id,
+                render::escape(&epic.title)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(RunArgs { wait }) => {
+            let ws = open(&repo).await?;
             ws.require_agents()?;
-            let report = render::run_with_progress(&ws.factory).await?;
-            Ok(render::run_outcome(&report))
+            let mut options = ws.run_options("factory run");
+            options.wait_for_checkout = wait;
+            let end = render::run_with_progress(&ws, options).await?;
+            Ok(render::run_outcome(&end, Some(wait)))
         }
         Command::Status(JsonArg { json }) => {
-            let ws = Workspace::open(repo).await?;
-            let status = ws.factory.status().await?;
+            let ws = open(&repo).await?;
+            let status = ws.factory().status().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                print!("{}", render::status(&status));
+                print!("{}", render::escape(&render::status(&status)));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Tasks(JsonArg { json }) => {
-            let ws = Workspace::open(repo).await?;
-            let tasks = ws.factory.store().list_tasks(None).await?;
+            let ws = open(&repo).await?;
+            let tasks = ws.factory().tasks().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tasks)?);
             } else {
-                print!("{}", render::tasks(&tasks));
+                print!("{}", render::escape(&render::tasks(&tasks)));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Spec(SpecCommand::Show { id, file }) => {
-            let ws = Workspace::open(repo).await?;
-            let task = ws.factory.find_task(&id).await?;
-            print!(
-                "{}",
-                render::spec(ws.factory.layout(), &task, file.as_deref())?
-            );
+            let ws = open(&repo).await?;
+            let task = ws.factory().find_task(&id).await?;
+            let text = render::spec(ws.factory().layout(), &task, file.as_deref())?;
+            print!("{}", render::escape(&text));
             Ok(ExitCode::SUCCESS)
         }
         Command::Task(TaskCommand::Retry { id }) => {
-            let ws = Workspace::open(repo).await?;
-            let task = ws.factory.retry_task(&id).await?;
+            let ws = open(&repo).await?;
+            let task = ws.factory().retry_task(&id).await?;
             println!(
-                "{} is queued again ({}). Run `factory run`.",
+                "{} is queued again ({}) with a fresh round budget. Run `factory run`.",
                 task.spec_id, task.state
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Task(TaskCommand::Cancel { id }) => {
+            let ws = open(&repo).await?;
+            let task = ws.factory().cancel_task(&id).await?;
+            println!(
+                "Cancelled {}; its worktree is removed and branch {} kept.",
+                task.spec_id,
+                task.branch.unwrap_or_else(|| task.spec_id.branch())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Log { id } => {
-            let ws = Workspace::open(repo).await?;
-            let task = ws.factory.find_task(&id).await?;
-            print!("{}", render::logs(ws.factory.layout(), &task)?);
+            let ws = open(&repo).await?;
+            let task = ws.factory().find_task(&id).await?;
+            let text = render::logs(ws.factory().layout(), &task)?;
+            print!("{}", render::escape(&text));
             Ok(ExitCode::SUCCESS)
         }
         Command::Mail(MailArgs { command, all }) => {
-            let ws = Workspace::open(repo).await?;
+            let ws = open(&repo).await?;
             match command {
                 Some(MailCommand::Send { to, subject, body }) => {
                     if body.trim().is_empty() {
                         bail!("the message is empty: write something to send");
                     }
-                    let mail = ws.factory.mail_agent(&to, &subject, &body).await?;
+                    let mail = ws.factory().mail_agent(&to, &subject, &body).await?;
                     println!(
-                        "Sent mail {} to {to}; it is delivered in the agent's next prompt.",
-                        mail.id.0
+                        "Sent mail {} to {}; it is delivered in the agent's next prompt.",
+                        mail.id.0,
+                        render::escape(&to)
                     );
                 }
                 None => {
@@ -298,27 +373,29 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         to: if all { None } else { Some(HUMAN.to_owned()) },
                         unread_only: false,
                     };
-                    let mail = ws.factory.store().list_mail(filter).await?;
-                    print!("{}", render::mail(&mail));
+                    let mail = ws.factory().mail(filter).await?;
+                    print!("{}", render::escape(&render::mail(&mail)));
                     if !all {
-                        for m in mail.iter().filter(|m| m.read_at.is_none()) {
-                            ws.factory.store().mark_mail_read(m.id).await?;
-                        }
+                        let unread: Vec<_> = mail
+                            .iter()
+                            .filter(|m| m.read_at.is_none())
+                            .map(|m| m.id)
+                            .collect();
+                        ws.factory().mark_read(&unread).await?;
                     }
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Decisions { task, json } => {
-            let ws = Workspace::open(repo).await?;
+            let ws = open(&repo).await?;
             let task_id = match task {
-                Some(id) => Some(ws.factory.find_task(&id).await?.id),
+                Some(id) => Some(ws.factory().find_task(&id).await?.id),
                 None => None,
             };
             let decisions = ws
-                .factory
-                .store()
-                .list_decisions(DecisionFilter {
+                .factory()
+                .decisions(DecisionFilter {
                     epic_id: None,
                     task_id,
                 })
@@ -326,7 +403,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&decisions)?);
             } else {
-                print!("{}", render::decisions(&decisions));
+                print!("{}", render::escape(&render::decisions(&decisions)));
             }
             Ok(ExitCode::SUCCESS)
         }

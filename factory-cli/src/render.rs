@@ -3,15 +3,137 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use std::borrow::Cow;
+
 use anyhow::{Context, Result};
 use factory_core::decision::Decision;
-use factory_core::epic::Epic;
+use factory_core::epic::{Epic, InvalidEpic};
 use factory_core::event::{DomainEvent, Verdict};
 use factory_core::layout::Layout;
 use factory_core::mail::Mail;
-use factory_core::orchestrate::{Factory, RunReport, StatusReport, stop_signal};
+use factory_core::orchestrate::{OrchestrateError, RunOptions, RunReport, StatusReport};
+use factory_core::ports::VcsError;
 use factory_core::spec::artifact;
 use factory_core::task::{Task, TaskState};
+use factory_workspace::{OpenError, Workspace};
+
+/// Text from agents, specs, epics or the repository, made safe to print: terminal control
+/// characters (escape sequences, carriage returns, bells) are shown as `\u{..}` escapes instead
+/// of acting on the terminal. New lines and tabs are kept.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// What to do about an error, for the kinds a user can act on; the libraries' messages say what
+/// happened, this says what to type next.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    for cause in e.chain() {
+        if let Some(e) = cause.downcast_ref::<OpenError>() {
+            return match e {
+                OpenError::NoSuchPath { .. } => Some("pass an existing directory".into()),
+                OpenError::NotARepository(_) => {
+                    Some("run `git init` there first, or pass --repo PATH".into())
+                }
+                OpenError::BareRepository(path) => Some(format!(
+                    "clone it (`git clone {} work`) and run Factory in the clone",
+                    path.display()
+                )),
+                OpenError::NoCommits(_) => Some(
+                    "make a first commit (e.g. `git commit --allow-empty -m init`) and try again"
+                        .into(),
+                ),
+                OpenError::NotInitialized { .. } => Some("run `factory init` first".into()),
+                OpenError::AlreadyInitialized(_) => {
+                    Some("edit that file to change settings".into())
+                }
+                OpenError::CorruptDatabase { path, .. } => Some(format!(
+                    "restore it from a backup, or move it aside (`mv {0} {0}.broken`) to start a \
+                     new database; spec numbers then continue after the existing spec dirs",
+                    path.display()
+                )),
+                _ => None,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<OrchestrateError>() {
+            return match e {
+                OrchestrateError::InvalidEpic(InvalidEpic::Blank) => Some(
+                    "describe the feature you want, e.g. `factory epic add \"Add a /healthz endpoint\"`"
+                        .into(),
+                ),
+                OrchestrateError::InvalidEpic(InvalidEpic::TooLong { .. }) => {
+                    Some("shorten the epic, or split it into several".into())
+                }
+                OrchestrateError::UnknownTask(_) => {
+                    Some("run `factory tasks` to list task ids and spec ids".into())
+                }
+                OrchestrateError::UnknownEpic(_) => {
+                    Some("run `factory epic list` to list epic ids".into())
+                }
+                OrchestrateError::UnknownRecipient { .. } => Some(
+                    "address planner/epic-N, worker/<spec-id> or reviewer/<spec-id> (see `factory tasks`), or human"
+                        .into(),
+                ),
+                OrchestrateError::WrongTaskState { .. } | OrchestrateError::WrongEpicState { .. } => {
+                    Some("see `factory status`".into())
+                }
+                OrchestrateError::VerifyCommandNotFound { .. } => Some(
+                    "install it or change [verify] command in .factory/config.toml".into(),
+                ),
+                OrchestrateError::AlreadyRunning(lease) => Some(format!(
+                    "wait for it to finish or stop it (`kill {}`); the lease of a run that died \
+                     expires by itself",
+                    lease.holder.pid
+                )),
+                OrchestrateError::LeaseLost => {
+                    Some("another run took over; see `factory status`".into())
+                }
+                _ => None,
+            };
+        }
+        if let Some(VcsError::MissingBranch(_)) = cause.downcast_ref::<VcsError>() {
+            return None;
+        }
+    }
+    None
+}
+
+/// The error on one line, with what to do about it.
+pub fn error_with_hint(e: &anyhow::Error) -> String {
+    let line = one_line_error(e);
+    match hint(e) {
+        Some(hint) if !line.contains(&hint) => format!("{line}; {hint}"),
+        _ => line,
+    }
+}
+
+/// The exit code for an error: 2 when another run holds the repository, else 1.
+pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
+    let held = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<OrchestrateError>(),
+            Some(OrchestrateError::AlreadyRunning(_))
+        )
+    });
+    if held {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
 
 /// The error and its causes on one line, without repeating a cause already in the message.
 pub fn one_line_error(e: &anyhow::Error) -> String {
@@ -26,7 +148,7 @@ pub fn one_line_error(e: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line.replace('\n', " ")
+    escape(&line.replace('\n', " ")).into_owned()
 }
 
 fn short(commit: &str) -> &str {
@@ -402,54 +524,77 @@ pub fn progress_line(event: &DomainEvent) -> Option<String> {
     })
 }
 
-/// Runs the factory, printing a progress line per step, until done or Ctrl-C.
-pub async fn run_with_progress(factory: &Factory) -> Result<RunReport> {
-    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-    let print = |event: &DomainEvent| {
-        if let Some(line) = progress_line(event) {
-            println!("{line}");
-        }
-    };
-    let mut events = factory.subscribe();
-    let (handle, signal) = stop_signal();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("stopping at the next step (Ctrl-C again to abort now)…");
-            handle.stop();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    let run = factory.run(signal);
-    tokio::pin!(run);
-    let result = loop {
-        tokio::select! {
-            result = &mut run => break result,
-            received = events.recv() => match received {
-                Ok(event) => print(&event),
-                Err(RecvError::Lagged(n)) => println!("… {n} progress lines skipped"),
-                Err(RecvError::Closed) => break (&mut run).await,
-            },
-        }
-    };
-    ctrl_c.abort();
-    // Everything the run sent is already queued: print it without waiting.
-    loop {
-        match events.try_recv() {
-            Ok(event) => print(&event),
-            Err(TryRecvError::Lagged(n)) => println!("… {n} progress lines skipped"),
-            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-        }
-    }
-    Ok(result?)
+/// How a run ended, as `factory run` reports it.
+pub struct RunEnd {
+    /// What the run did.
+    pub report: RunReport,
+    /// The signal that stopped it (SIGINT, SIGTERM, SIGHUP), if one did.
+    pub signal: Option<i32>,
 }
 
-/// The closing lines of `factory run` and its exit code.
-pub fn run_outcome(report: &RunReport) -> ExitCode {
+/// Runs the factory, printing a progress line per step, until done or stopped by SIGINT,
+/// SIGTERM or SIGHUP (a second SIGINT exits at once; child processes die with Factory).
+pub async fn run_with_progress(ws: &Workspace, options: RunOptions) -> Result<RunEnd> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handle = ws.start_run(options).await?;
+    let mut events = handle.events();
+    let stopper = handle.stopper();
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let mut stopped_by: Option<i32> = None;
+    let print = |event: &DomainEvent| {
+        if let Some(line) = progress_line(event) {
+            println!("{}", escape(&line));
+        }
+    };
+    let run = handle.wait();
+    tokio::pin!(run);
+    let result = loop {
+        let signo = tokio::select! {
+            result = &mut run => break result,
+            next = events.next() => {
+                match next {
+                    Ok(Some(stored)) => print(&stored.event),
+                    Ok(None) => {}
+                    Err(e) => eprintln!("warning: cannot read the event journal: {e}"),
+                }
+                continue;
+            }
+            _ = interrupt.recv() => 2,
+            _ = terminate.recv() => 15,
+            _ = hangup.recv() => 1,
+        };
+        if stopped_by.is_some() && signo == 2 {
+            // A second Ctrl-C: leave now; the kernel ends our children with us.
+            std::process::exit(130);
+        }
+        if stopped_by.is_none() {
+            eprintln!("stopping at the next step (Ctrl-C again to abort now)…");
+        }
+        stopped_by.get_or_insert(signo);
+        stopper.stop();
+    };
+    // Everything the run committed is in the journal: print the rest without waiting.
+    match events.drain().await {
+        Ok(rest) => rest.iter().for_each(|stored| print(&stored.event)),
+        Err(e) => eprintln!("warning: cannot read the event journal: {e}"),
+    }
+    Ok(RunEnd {
+        report: result?,
+        signal: stopped_by,
+    })
+}
+
+/// The closing lines of `factory run` and its exit code: 0 when everything merged, 1 when
+/// something is blocked, waiting or unplanned, 128 + the signal when stopped by one.
+pub fn run_outcome(end: &RunEnd, wait: Option<bool>) -> ExitCode {
+    let report = &end.report;
     let secs = report.elapsed_ms as f64 / 1000.0;
-    let nothing =
-        report.merged.is_empty() && report.blocked.is_empty() && report.waiting.is_empty();
+    let nothing = report.merged.is_empty()
+        && report.blocked.is_empty()
+        && report.waiting.is_empty()
+        && report.failed_epics.is_empty();
     if nothing && report.unfinished.is_empty() && !report.stopped {
         println!("Nothing to do: every epic is done. Add one with `factory epic add \"…\"`.");
         return ExitCode::SUCCESS;
@@ -464,20 +609,38 @@ pub fn run_outcome(report: &RunReport) -> ExitCode {
     );
     if report.stopped {
         eprintln!("Stopped. Run `factory run` again to resume; merged work is kept.");
-        return ExitCode::from(130);
+        let code = 128 + end.signal.unwrap_or(2);
+        return ExitCode::from(u8::try_from(code).unwrap_or(130));
+    }
+    for failure in &report.failed_epics {
+        eprintln!(
+            "planning epic {} failed: {}",
+            failure.epic_id,
+            escape(&failure.reason)
+        );
     }
     for (spec, reason) in &report.blocked {
-        eprintln!("blocked {spec}: {reason}");
+        eprintln!("blocked {spec}: {}", escape(reason));
     }
     for (spec, reason) in &report.waiting {
-        eprintln!("waiting {spec}: {reason}");
+        eprintln!("waiting {spec}: {}", escape(reason));
     }
     if report.all_merged() {
-        ExitCode::SUCCESS
+        return ExitCode::SUCCESS;
+    }
+    if !report.failed_epics.is_empty() {
+        eprintln!(
+            "error: planning failed for {} epic(s); fix the planner agent and run `factory run` again",
+            report.failed_epics.len()
+        );
+    } else if report.blocked.is_empty() && !report.waiting.is_empty() && wait != Some(true) {
+        eprintln!(
+            "error: merges wait on your uncommitted changes in the files above; commit or stash them and run `factory run` again (or `factory run --wait` to keep waiting)"
+        );
     } else {
         eprintln!(
             "error: not everything merged; see `factory status`, fix the cause, then `factory task retry ID` and `factory run`"
         );
-        ExitCode::FAILURE
     }
+    ExitCode::FAILURE
 }

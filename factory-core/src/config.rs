@@ -255,8 +255,11 @@ impl FactoryConfig {
         if config.qa.max_rounds == 0 {
             return Err(value("[qa] max_rounds must be at least 1"));
         }
-        if config.git.main_branch.trim().is_empty() {
-            return Err(value("[git] main_branch must not be empty"));
+        if let Some(problem) = branch_name_problem(&config.git.main_branch) {
+            return Err(value(&format!(
+                "[git] main_branch {:?} is not a valid branch name: {problem}",
+                config.git.main_branch
+            )));
         }
         if config.git.author_name.trim().is_empty() || config.git.author_email.trim().is_empty() {
             return Err(value(
@@ -266,9 +269,28 @@ impl FactoryConfig {
         Ok(config)
     }
 
-    /// The file `factory init` writes: every setting with its default and a comment.
-    pub fn template(main_branch: &str, verify_command: Option<&str>) -> String {
-        let verify = verify_command.unwrap_or("");
+    /// The file `factory init` writes: every setting with its default and a comment. Every
+    /// value given is written by the TOML serializer, so any string (quotes, backslashes, new
+    /// lines) reads back exactly.
+    pub fn template(
+        main_branch: &str,
+        verify_command: Option<&str>,
+        agent: &AgentTemplate,
+    ) -> String {
+        let main_branch = toml_string(main_branch);
+        let verify = toml_string(verify_command.unwrap_or(""));
+        let agent = match agent {
+            AgentTemplate::Unset => {
+                "kind = \"command\"\n# command = \"my-agent --stdin\"".to_owned()
+            }
+            AgentTemplate::Command(command) => {
+                format!("kind = \"command\"\ncommand = {}", toml_string(command))
+            }
+            AgentTemplate::Scripted(script) => format!(
+                "kind = \"scripted\"\nscript = {}",
+                toml_string(&script.to_string_lossy())
+            ),
+        };
         format!(
             r#"# Factory configuration. Every key is optional; shown are the defaults.
 
@@ -277,7 +299,7 @@ max_parallel = 2
 
 [git]
 # Tasks branch from and merge (--no-ff) into this branch.
-main_branch = "{main_branch}"
+main_branch = {main_branch}
 # Author and committer of Factory's commits (your global git config is never used).
 author_name = "Factory"
 author_email = "factory@localhost"
@@ -286,7 +308,7 @@ merge_retry_secs = 5
 
 [verify]
 # Shell command run in each task's worktree; exit 0 passes. Empty disables verify.
-command = "{verify}"
+command = {verify}
 timeout_secs = 1800
 
 [qa]
@@ -296,12 +318,54 @@ max_rounds = 3
 [agent]
 # "command": runs `command` with the prompt on stdin (see README, "Agent formats").
 # "scripted": replays `script` (a TOML file; see README).
-kind = "command"
-# command = "my-agent --stdin"
+{agent}
 timeout_secs = 1800
 
 # Per-role overrides: [agent.planner], [agent.worker], [agent.reviewer] take the same keys.
 "#
         )
     }
+}
+
+/// Which agent a new configuration file names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentTemplate {
+    /// None yet: the user fills in `[agent]`.
+    Unset,
+    /// `kind = "command"` with this command line.
+    Command(String),
+    /// `kind = "scripted"` with this script (relative to `.factory/`).
+    Scripted(PathBuf),
+}
+
+/// `s` as a TOML string literal, escaped by the TOML serializer.
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// Why `name` cannot be a branch name, after git's `check-ref-format` rules, or `None`.
+pub fn branch_name_problem(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        return Some("it is empty");
+    }
+    if name.starts_with('-') || name.starts_with('/') || name.ends_with('/') {
+        return Some("it may not start with `-` or `/`, nor end with `/`");
+    }
+    if name.ends_with('.') || name.ends_with(".lock") || name.contains("..") || name.contains("//")
+    {
+        return Some("it may not contain `..` or `//`, nor end with `.` or `.lock`");
+    }
+    if name.contains("@{") || name == "@" {
+        return Some("it may not be `@` or contain `@{`");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == ' ' || "~^:?*[\\".contains(c))
+    {
+        return Some("it may not contain spaces, control characters or any of ~ ^ : ? * [ \\");
+    }
+    if name.split('/').any(|part| part.starts_with('.')) {
+        return Some("no part of it may start with `.`");
+    }
+    None
 }

@@ -17,7 +17,8 @@ impl std::fmt::Display for EpicId {
 }
 
 /// Lifecycle of an epic: `Planning → InProgress → Completed`, `InProgress ↔ Blocked`,
-/// `Blocked → Cancelled | Completed`.
+/// `Blocked → Completed`, and `Planning | InProgress | Blocked → Cancelled` when a person cancels
+/// it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EpicState {
@@ -61,7 +62,7 @@ impl EpicState {
             (S::InProgress, E::Block) => Ok(S::Blocked),
             (S::Blocked, E::Unblock) => Ok(S::InProgress),
             (S::InProgress | S::Blocked, E::Complete) => Ok(S::Completed),
-            (S::Blocked, E::Cancel) => Ok(S::Cancelled),
+            (S::Planning | S::InProgress | S::Blocked, E::Cancel) => Ok(S::Cancelled),
             (from, event) => Err(IllegalTransition::new("epic", from, event)),
         }
     }
@@ -93,14 +94,50 @@ pub struct Epic {
     pub updated_at: Timestamp,
 }
 
-/// What a caller supplies to create an epic.
+/// The largest epic text Factory accepts, in bytes: an epic is untrusted input that ends up in
+/// every prompt, so it is bounded.
+pub const MAX_EPIC_BYTES: usize = 256 * 1024;
+
+/// Why an epic's text cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEpic {
+    /// Only white space.
+    #[error("the epic text is empty")]
+    Blank,
+    /// Larger than [`MAX_EPIC_BYTES`].
+    #[error("the epic text is {len} bytes; at most {max} are accepted", max = MAX_EPIC_BYTES)]
+    TooLong {
+        /// Its size in bytes.
+        len: usize,
+    },
+}
+
+/// What a caller supplies to create an epic: text that is neither blank nor too large, trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEpic {
-    /// The request text; must not be blank.
-    pub text: String,
+    text: String,
 }
 
 impl NewEpic {
+    /// Checks and trims the request text.
+    pub fn new(text: &str) -> Result<NewEpic, InvalidEpic> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(InvalidEpic::Blank);
+        }
+        if text.len() > MAX_EPIC_BYTES {
+            return Err(InvalidEpic::TooLong { len: text.len() });
+        }
+        Ok(NewEpic {
+            text: text.to_owned(),
+        })
+    }
+
+    /// The request text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Title derived from the text: first non-empty line, at most 72 characters.
     pub fn title(&self) -> String {
         let line = self

@@ -3,11 +3,23 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Timestamp;
 use crate::agent::{AgentId, AgentRole};
-use crate::epic::{EpicId, EpicState};
-use crate::mail::MailId;
+use crate::epic::{Epic, EpicId, EpicState};
+use crate::mail::{Mail, MailId};
 use crate::spec::SpecId;
-use crate::task::{TaskId, TaskState};
+use crate::task::{Task, TaskId, TaskState};
+
+/// An event as persisted in the journal, with its sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Position in the journal: 1, 2, 3, … with no gaps, in commit order.
+    pub seq: u64,
+    /// When it was committed.
+    pub at: Timestamp,
+    /// The event.
+    pub event: DomainEvent,
+}
 
 /// The reviewer's verdict on one QA round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -216,5 +228,106 @@ impl DomainEvent {
             DomainEvent::MergeCompleted { .. } => "merge.completed",
             DomainEvent::MailSent { .. } => "mail.sent",
         }
+    }
+}
+
+/// The journal entries that a state change brings with it. The store writes these in the same
+/// transaction as the change (an outbox), so a reader of the journal never sees a change without
+/// its events or an event without its change. These functions are the one place that decides
+/// which change announces what.
+pub mod journal {
+    use super::*;
+
+    /// For a new epic.
+    pub fn epic_created(epic: &Epic) -> Vec<DomainEvent> {
+        vec![DomainEvent::EpicCreated {
+            epic_id: epic.id,
+            title: epic.title.clone(),
+        }]
+    }
+
+    /// For an epic write: a state change, if there was one.
+    pub fn epic_changed(before: &Epic, after: &Epic) -> Vec<DomainEvent> {
+        if before.state == after.state {
+            return Vec::new();
+        }
+        vec![DomainEvent::EpicStateChanged {
+            epic_id: after.id,
+            from: before.state,
+            to: after.state,
+        }]
+    }
+
+    /// For a task created by a plan.
+    pub fn task_created(task: &Task) -> Vec<DomainEvent> {
+        vec![DomainEvent::TaskCreated {
+            epic_id: task.epic_id,
+            task_id: task.id,
+            spec_id: task.spec_id.clone(),
+            title: task.title.clone(),
+            depends_on: task.depends_on.clone(),
+        }]
+    }
+
+    /// For a task write: the state change, and what it means (ready, queued for merge, merged,
+    /// waiting).
+    pub fn task_changed(before: &Task, after: &Task) -> Vec<DomainEvent> {
+        let mut events = Vec::new();
+        let (task_id, spec_id) = (after.id, after.spec_id.clone());
+        if before.state != after.state {
+            let reason = match after.state {
+                TaskState::Blocked | TaskState::Failed => after.blocked_reason.clone(),
+                _ => None,
+            };
+            events.push(DomainEvent::TaskStateChanged {
+                task_id,
+                spec_id: spec_id.clone(),
+                from: before.state,
+                to: after.state,
+                reason,
+            });
+            match (before.state, after.state) {
+                (TaskState::Pending, TaskState::Assigned) => {
+                    events.push(DomainEvent::TaskReady {
+                        task_id,
+                        spec_id: spec_id.clone(),
+                    });
+                }
+                (_, TaskState::Merging) => events.push(DomainEvent::MergeRequested {
+                    task_id,
+                    spec_id: spec_id.clone(),
+                }),
+                (_, TaskState::Completed) => {
+                    if let Some(commit) = &after.merge_commit {
+                        events.push(DomainEvent::MergeCompleted {
+                            task_id,
+                            spec_id: spec_id.clone(),
+                            commit: commit.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(reason) = &after.waiting_reason
+            && before.waiting_reason.as_ref() != Some(reason)
+        {
+            events.push(DomainEvent::MergeWaiting {
+                task_id,
+                spec_id,
+                reason: reason.clone(),
+            });
+        }
+        events
+    }
+
+    /// For a message.
+    pub fn mail_sent(mail: &Mail) -> Vec<DomainEvent> {
+        vec![DomainEvent::MailSent {
+            mail_id: mail.id,
+            from: mail.from.clone(),
+            to: mail.to.clone(),
+            subject: mail.subject.clone(),
+        }]
     }
 }

@@ -43,8 +43,10 @@ pub enum TaskState {
     Blocked,
     /// Given up on.
     Failed,
+    /// Cancelled by a person; its branch is kept.
+    Cancelled,
 }
-snake_case_enum!(TaskState { Pending => "pending", Assigned => "assigned", InProgress => "in_progress", Review => "review", Merging => "merging", Completed => "completed", Blocked => "blocked", Failed => "failed" });
+snake_case_enum!(TaskState { Pending => "pending", Assigned => "assigned", InProgress => "in_progress", Review => "review", Merging => "merging", Completed => "completed", Blocked => "blocked", Failed => "failed", Cancelled => "cancelled" });
 
 /// What can happen to a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,8 +70,10 @@ pub enum TaskEvent {
     Unblock,
     /// A person gives up on it.
     Fail,
+    /// A person cancels it.
+    Cancel,
 }
-snake_case_enum!(TaskEvent { Assign => "assign", Start => "start", SubmitForReview => "submit_for_review", RequestChanges => "request_changes", Approve => "approve", Merged => "merged", Block => "block", Unblock => "unblock", Fail => "fail" });
+snake_case_enum!(TaskEvent { Assign => "assign", Start => "start", SubmitForReview => "submit_for_review", RequestChanges => "request_changes", Approve => "approve", Merged => "merged", Block => "block", Unblock => "unblock", Fail => "fail", Cancel => "cancel" });
 
 impl TaskState {
     /// The one place that decides which task transitions are legal.
@@ -86,13 +90,20 @@ impl TaskState {
             (S::Assigned | S::InProgress | S::Review | S::Merging, E::Block) => Ok(S::Blocked),
             (S::Blocked, E::Unblock) => Ok(S::Assigned),
             (S::Blocked, E::Fail) => Ok(S::Failed),
+            (
+                S::Pending | S::Assigned | S::InProgress | S::Review | S::Merging | S::Blocked,
+                E::Cancel,
+            ) => Ok(S::Cancelled),
             (from, event) => Err(IllegalTransition::new("task", from, event)),
         }
     }
 
     /// Whether no further transition can leave this state.
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskState::Completed | TaskState::Failed)
+        matches!(
+            self,
+            TaskState::Completed | TaskState::Failed | TaskState::Cancelled
+        )
     }
 
     /// Whether the orchestrator can move the task forward without a person.
@@ -129,8 +140,12 @@ pub struct Task {
     pub version: u64,
     /// Worker rounds started so far.
     pub attempts: u32,
-    /// QA rounds (review + verify) completed so far.
+    /// QA rounds (review + verify) whose verdict is recorded. A round counts only then: a
+    /// round cut short by a stop or a crash is run again, not counted.
     pub qa_rounds: u32,
+    /// `qa_rounds` when the round budget last started afresh (0, or the count at the last
+    /// retry): the budget `[qa] max_rounds` applies to `qa_rounds - rounds_base`.
+    pub rounds_base: u32,
     /// `factory/<spec-id>` once the worktree exists.
     pub branch: Option<String>,
     /// Pull request URL when a forge is configured (later).
@@ -141,6 +156,9 @@ pub struct Task {
     pub waiting_reason: Option<String>,
     /// The `--no-ff` merge commit on main once merged.
     pub merge_commit: Option<String>,
+    /// The branch commit that last passed QA (review and verify); the merge queue merges
+    /// exactly this commit, or re-verifies what replaced it.
+    pub verified_commit: Option<String>,
     /// When it was planned.
     pub created_at: Timestamp,
     /// When it last changed.
@@ -170,6 +188,8 @@ pub struct TaskChanges {
     pub attempts: Option<u32>,
     /// New QA-round count.
     pub qa_rounds: Option<u32>,
+    /// New start of the round budget.
+    pub rounds_base: Option<u32>,
     /// Branch name.
     pub branch: Option<Option<String>>,
     /// Blocked/failed reason.
@@ -180,6 +200,8 @@ pub struct TaskChanges {
     pub merge_commit: Option<Option<String>>,
     /// Pull request URL.
     pub pr_url: Option<Option<String>>,
+    /// The commit that passed QA.
+    pub verified_commit: Option<Option<String>>,
 }
 
 impl TaskChanges {
@@ -194,6 +216,16 @@ impl TaskChanges {
 }
 
 impl Task {
+    /// The round a worker or QA run would have now: the next one after those recorded.
+    pub fn current_round(&self) -> u32 {
+        self.qa_rounds + 1
+    }
+
+    /// QA rounds recorded against the current budget.
+    pub fn rounds_used(&self) -> u32 {
+        self.qa_rounds.saturating_sub(self.rounds_base)
+    }
+
     /// The task after `event` (if any) and `changes`, with the version bumped; the store writes
     /// exactly this, compare-and-set on the current version and state.
     pub fn apply(
@@ -209,11 +241,13 @@ impl Task {
         let TaskChanges {
             attempts,
             qa_rounds,
+            rounds_base,
             branch,
             blocked_reason,
             waiting_reason,
             merge_commit,
             pr_url,
+            verified_commit,
         } = changes;
         if let Some(v) = attempts {
             next.attempts = v;
@@ -235,6 +269,12 @@ impl Task {
         }
         if let Some(v) = pr_url {
             next.pr_url = v;
+        }
+        if let Some(v) = rounds_base {
+            next.rounds_base = v;
+        }
+        if let Some(v) = verified_commit {
+            next.verified_commit = v;
         }
         next.version = self.version + 1;
         next.updated_at = now;

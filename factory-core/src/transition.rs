@@ -17,13 +17,13 @@ pub struct IllegalTransition {
 impl IllegalTransition {
     pub(crate) fn new(
         machine: &'static str,
-        from: impl fmt::Debug,
-        event: impl fmt::Debug,
+        from: impl fmt::Display,
+        event: impl fmt::Display,
     ) -> Self {
         Self {
             machine,
-            from: format!("{from:?}"),
-            event: format!("{event:?}"),
+            from: from.to_string(),
+            event: event.to_string(),
         }
     }
 }

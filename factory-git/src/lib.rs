@@ -16,3 +16,21 @@ mod repo;
 mod worktree;
 
 pub use repo::{GitRepo, discover_root};
+
+/// Whether `path` is a bare repository (one with no working tree), which Factory cannot use.
+pub fn is_bare(path: &std::path::Path) -> bool {
+    gix::open(path).is_ok_and(|repo| repo.is_bare())
+}
+
+/// Whether the repository containing `path` has at least one local branch with a commit.
+pub fn has_commits(path: &std::path::Path) -> bool {
+    let Ok(repo) = gix::discover(path) else {
+        return false;
+    };
+    let Ok(refs) = repo.references() else {
+        return false;
+    };
+    refs.local_branches()
+        .map(|mut branches| branches.next().is_some())
+        .unwrap_or(false)
+}

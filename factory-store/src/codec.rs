@@ -10,8 +10,10 @@ use factory_core::agent::{Agent, AgentId};
 use factory_core::decision::{Decision, DecisionId};
 use factory_core::epic::{Epic, EpicId};
 use factory_core::event::DomainEvent;
+use factory_core::event::StoredEvent;
+use factory_core::lease::{LeaseHolder, RunLease};
 use factory_core::mail::{Mail, MailId};
-use factory_core::ports::{StoreError, StoredEvent};
+use factory_core::ports::StoreError;
 use factory_core::task::{Task, TaskId};
 use sqlx::Row;
 use sqlx::error::ErrorKind;
@@ -180,11 +182,13 @@ pub(crate) fn task(row: &SqliteRow, deps: &HashMap<i64, Vec<TaskId>>) -> Result<
         version: r.unsigned("version")?,
         attempts: r.unsigned("attempts")?,
         qa_rounds: r.unsigned("qa_rounds")?,
+        rounds_base: r.unsigned("rounds_base")?,
         branch: r.opt_text("branch")?,
         pr_url: r.opt_text("pr_url")?,
         blocked_reason: r.opt_text("blocked_reason")?,
         waiting_reason: r.opt_text("waiting_reason")?,
         merge_commit: r.opt_text("merge_commit")?,
+        verified_commit: r.opt_text("verified_commit")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })
@@ -257,5 +261,21 @@ pub(crate) fn event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         seq: r.unsigned("seq")?,
         at: r.time("at")?,
         event,
+    })
+}
+
+pub(crate) fn lease(row: &SqliteRow) -> Result<RunLease, StoreError> {
+    let r = RowReader::new("run_lease", row);
+    let pid = r.i64("pid")?;
+    Ok(RunLease {
+        token: r.unsigned("token")?,
+        holder: LeaseHolder {
+            pid: u32::try_from(pid).map_err(|_| corrupt("run_lease", "pid", pid))?,
+            host: r.text("host")?,
+            label: r.text("label")?,
+        },
+        acquired_at: r.time("acquired_at")?,
+        heartbeat_at: r.time("heartbeat_at")?,
+        expires_at: r.time("expires_at")?,
     })
 }

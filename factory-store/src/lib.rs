@@ -19,7 +19,6 @@ use sqlx::sqlite::{
 };
 
 mod codec;
-mod plan;
 mod schema;
 mod store;
 

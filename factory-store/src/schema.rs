@@ -9,8 +9,19 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::SqlitePool;
 
 /// Every migration, in order. Append only: an applied migration's text must never change.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "run lease",
+        include_str!("../migrations/0002_run_lease.sql"),
+    ),
+    (
+        3,
+        "task rounds",
+        include_str!("../migrations/0003_task_rounds.sql"),
+    ),
+];
 
 /// Applies the migrations the database has not seen yet.
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -2,24 +2,27 @@
 //! transactions: SQLite then hands out its single write lock up front, so two compare-and-sets on
 //! the same record serialize and the second one sees the first one's version.
 
-use std::collections::HashSet;
 use std::fmt::Display;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::Datelike;
+use factory_core::Timestamp;
 use factory_core::agent::{Agent, AgentEvent, AgentId, AgentRole, AgentState};
 use factory_core::decision::{Decision, DecisionFilter, DecisionId, NewDecision};
 use factory_core::epic::{Epic, EpicChanges, EpicEvent, EpicId, EpicState, NewEpic};
-use factory_core::event::DomainEvent;
+use factory_core::event::{DomainEvent, StoredEvent, journal};
+use factory_core::lease::{LeaseHolder, RunLease};
 use factory_core::mail::{Mail, MailFilter, MailId, NewMail};
-use factory_core::ports::{Store, StoreError, StoredEvent};
+use factory_core::plan::Plan;
+use factory_core::ports::{Committed, PlannedEpic, Store, StoreError};
 use factory_core::spec::SpecId;
-use factory_core::task::{NewTask, Task, TaskChanges, TaskEvent, TaskId, TaskState};
+use factory_core::task::{Task, TaskChanges, TaskEvent, TaskId, TaskState};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
 use crate::codec::{self, RowReader, backend, int, to_json, ts};
-use crate::plan;
 
 macro_rules! epic_columns {
     () => {
@@ -30,8 +33,8 @@ macro_rules! epic_columns {
 macro_rules! task_columns {
     () => {
         "id, epic_id, key, spec_id, title, description, acceptance, state, version, attempts, \
-         qa_rounds, branch, pr_url, blocked_reason, waiting_reason, merge_commit, created_at, \
-         updated_at"
+         qa_rounds, rounds_base, branch, pr_url, blocked_reason, waiting_reason, merge_commit, \
+         verified_commit, created_at, updated_at"
     };
 }
 
@@ -86,11 +89,11 @@ fn expect_version(
     }
 }
 
-/// A compare-and-set's last step: the `UPDATE … WHERE id = ? AND version = ? AND state = ?`
-/// must have matched exactly one row, else someone wrote first and nothing is committed.
-async fn commit_cas(
-    tx: Transaction<'static, Sqlite>,
-    written: sqlx::sqlite::SqliteQueryResult,
+/// A compare-and-set's check after its write: the `UPDATE … WHERE id = ? AND version = ? AND
+/// state = ?` must have matched exactly one row, else someone wrote first and the transaction is
+/// dropped (rolled back) by the caller's `?`.
+fn check_cas(
+    written: &sqlx::sqlite::SqliteQueryResult,
     kind: &'static str,
     id: impl Display,
     expected: u64,
@@ -99,11 +102,57 @@ async fn commit_cas(
     if written.rows_affected() != 1 {
         return Err(stale(kind, id, expected, actual));
     }
-    tx.commit().await.map_err(backend)
+    Ok(())
+}
+
+/// Appends `events` to the journal inside the caller's write transaction. Sequence numbers are
+/// the next integers after the journal's highest: the transaction holds SQLite's write lock, so
+/// no other writer can take the same numbers, and a rolled-back write leaves no gap.
+async fn append_journal(
+    tx: &mut SqliteConnection,
+    at: Timestamp,
+    events: Vec<DomainEvent>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let mut seq = u64::try_from(last)
+        .map_err(|_| StoreError::Backend(format!("events.seq: {last} is negative").into()))?;
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        sqlx::query("INSERT INTO events (seq, at, kind, payload) VALUES (?, ?, ?, ?)")
+            .bind(int("seq", seq)?)
+            .bind(ts(at))
+            .bind(event.kind())
+            .bind(to_json(&event)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        stored.push(StoredEvent { seq, at, event });
+    }
+    Ok(stored)
+}
+
+/// Appends the journal entries and commits.
+async fn commit_with<T>(
+    mut tx: Transaction<'static, Sqlite>,
+    at: Timestamp,
+    value: T,
+    events: Vec<DomainEvent>,
+) -> Result<Committed<T>, StoreError> {
+    let events = append_journal(&mut tx, at, events).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(Committed { value, events })
 }
 
 impl SqliteStore {
-    /// A transaction that holds SQLite's write lock from its first statement.
+    /// A transaction that holds SQLite's write lock from its first statement. Writers read the
+    /// clock only once they hold it, so stored times (and journal times) follow commit order.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
@@ -172,39 +221,37 @@ async fn load_agent(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_epic(&self, new: NewEpic) -> Result<Epic, StoreError> {
-        if new.text.trim().is_empty() {
-            return Err(StoreError::Invalid(
-                "the epic's text is blank; describe the feature to build".into(),
-            ));
-        }
-        let now = self.clock.now();
+    async fn create_epic(&self, new: NewEpic) -> Result<Committed<Epic>, StoreError> {
         let title = new.title();
         let state = EpicState::Planning;
+        let mut tx = self.begin_write().await?;
+        let now = self.clock.now();
         let id = sqlx::query(
             "INSERT INTO epics (title, text, state, version, blocked_reason, created_at, updated_at) \
              VALUES (?, ?, ?, ?, NULL, ?, ?)",
         )
         .bind(&title)
-        .bind(&new.text)
+        .bind(new.text())
         .bind(state.as_str())
         .bind(int("version", FIRST_VERSION)?)
         .bind(ts(now))
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?
         .last_insert_rowid();
-        Ok(Epic {
+        let epic = Epic {
             id: EpicId(id),
             title,
-            text: new.text,
+            text: new.text().to_owned(),
             state,
             version: FIRST_VERSION,
             blocked_reason: None,
             created_at: now,
             updated_at: now,
-        })
+        };
+        let events = journal::epic_created(&epic);
+        commit_with(tx, now, epic, events).await
     }
 
     async fn epic(&self, id: EpicId) -> Result<Epic, StoreError> {
@@ -232,11 +279,12 @@ impl Store for SqliteStore {
         expected_version: u64,
         event: Option<EpicEvent>,
         changes: EpicChanges,
-    ) -> Result<Epic, StoreError> {
+    ) -> Result<Committed<Epic>, StoreError> {
         let mut tx = self.begin_write().await?;
         let current = load_epic(&mut tx, id).await?;
         expect_version("epic", id, expected_version, current.version)?;
-        let next = current.apply(event, changes, self.clock.now())?;
+        let now = self.clock.now();
+        let next = current.apply(event, changes, now)?;
         let written = sqlx::query(
             "UPDATE epics SET state = ?, version = ?, blocked_reason = ?, updated_at = ? \
              WHERE id = ? AND version = ? AND state = ?",
@@ -251,33 +299,44 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        commit_cas(tx, written, "epic", id, expected_version, current.version).await?;
-        Ok(next)
+        check_cas(&written, "epic", id, expected_version, current.version)?;
+        let events = journal::epic_changed(&current, &next);
+        commit_with(tx, now, next, events).await
     }
 
-    async fn create_tasks(
+    async fn record_plan(
         &self,
-        epic: EpicId,
-        tasks: Vec<NewTask>,
-    ) -> Result<Vec<Task>, StoreError> {
-        let deps = plan::resolve(&tasks)?;
+        epic_id: EpicId,
+        expected_version: u64,
+        plan: &Plan,
+        min_spec_number: u32,
+        decision: NewDecision,
+    ) -> Result<Committed<PlannedEpic>, StoreError> {
         let mut tx = self.begin_write().await?;
-        load_epic(&mut tx, epic).await?;
-
-        let existing_keys: HashSet<String> =
-            sqlx::query_scalar::<_, String>("SELECT key FROM tasks WHERE epic_id = ?")
-                .bind(epic.0)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?
-                .into_iter()
-                .collect();
-        if let Some(dup) = tasks.iter().find(|t| existing_keys.contains(&t.key)) {
-            return Err(StoreError::Invalid(format!(
-                "epic {epic} already has a task with key `{}`",
-                dup.key
-            )));
-        }
+        let current = load_epic(&mut tx, epic_id).await?;
+        expect_version("epic", epic_id, expected_version, current.version)?;
+        let now = self.clock.now();
+        let epic = current.apply(
+            Some(EpicEvent::Planned),
+            EpicChanges {
+                blocked_reason: Some(None),
+            },
+            now,
+        )?;
+        let written = sqlx::query(
+            "UPDATE epics SET state = ?, version = ?, blocked_reason = NULL, updated_at = ? \
+             WHERE id = ? AND version = ? AND state = ?",
+        )
+        .bind(epic.state.as_str())
+        .bind(int("version", epic.version)?)
+        .bind(ts(now))
+        .bind(epic_id.0)
+        .bind(int("version", current.version)?)
+        .bind(current.state.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        check_cas(&written, "epic", epic_id, expected_version, current.version)?;
 
         let highest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(spec_number), 0) FROM tasks")
             .fetch_one(&mut *tx)
@@ -286,13 +345,13 @@ impl Store for SqliteStore {
         let highest = u32::try_from(highest).map_err(|_| {
             StoreError::Backend(format!("tasks.spec_number: {highest} is out of range").into())
         })?;
+        let first = highest.max(min_spec_number.saturating_sub(1));
 
-        let now = self.clock.now();
-        let mut created: Vec<Task> = Vec::with_capacity(tasks.len());
-        for (offset, new) in tasks.into_iter().enumerate() {
+        let mut created: Vec<Task> = Vec::with_capacity(plan.tasks().len());
+        for (offset, new) in plan.tasks().iter().enumerate() {
             let number = u32::try_from(offset)
                 .ok()
-                .and_then(|o| highest.checked_add(o)?.checked_add(1))
+                .and_then(|o| first.checked_add(o)?.checked_add(1))
                 .ok_or_else(|| StoreError::Invalid("too many tasks for spec numbering".into()))?;
             let spec_id = SpecId::new(number, &new.title);
             let state = TaskState::Pending;
@@ -301,7 +360,7 @@ impl Store for SqliteStore {
                  acceptance, state, version, attempts, qa_rounds, created_at, updated_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
             )
-            .bind(epic.0)
+            .bind(epic_id.0)
             .bind(&new.key)
             .bind(i64::from(number))
             .bind(spec_id.to_string())
@@ -318,29 +377,34 @@ impl Store for SqliteStore {
             .last_insert_rowid();
             created.push(Task {
                 id: TaskId(id),
-                epic_id: epic,
-                key: new.key,
+                epic_id,
+                key: new.key.clone(),
                 spec_id,
-                title: new.title,
-                description: new.description,
-                acceptance: new.acceptance,
+                title: new.title.clone(),
+                description: new.description.clone(),
+                acceptance: new.acceptance.clone(),
                 depends_on: Vec::new(),
                 state,
                 version: FIRST_VERSION,
                 attempts: 0,
                 qa_rounds: 0,
+                rounds_base: 0,
                 branch: None,
                 pr_url: None,
                 blocked_reason: None,
                 waiting_reason: None,
                 merge_commit: None,
+                verified_commit: None,
                 created_at: now,
                 updated_at: now,
             });
         }
-
-        for (i, task_deps) in deps.iter().enumerate() {
-            let ids: Vec<TaskId> = task_deps.iter().map(|&j| created[j].id).collect();
+        for i in 0..created.len() {
+            let ids: Vec<TaskId> = plan
+                .dependencies(i)
+                .iter()
+                .map(|&j| created[j].id)
+                .collect();
             for (position, dep) in ids.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO task_deps (task_id, depends_on, position) VALUES (?, ?, ?)",
@@ -354,9 +418,20 @@ impl Store for SqliteStore {
             }
             created[i].depends_on = ids;
         }
+        insert_decision(&mut tx, &decision, now).await?;
 
-        tx.commit().await.map_err(backend)?;
-        Ok(created)
+        let mut events: Vec<DomainEvent> = created.iter().flat_map(journal::task_created).collect();
+        events.extend(journal::epic_changed(&current, &epic));
+        commit_with(
+            tx,
+            now,
+            PlannedEpic {
+                epic,
+                tasks: created,
+            },
+            events,
+        )
+        .await
     }
 
     async fn task(&self, id: TaskId) -> Result<Task, StoreError> {
@@ -413,25 +488,29 @@ impl Store for SqliteStore {
         expected_version: u64,
         event: Option<TaskEvent>,
         changes: TaskChanges,
-    ) -> Result<Task, StoreError> {
+    ) -> Result<Committed<Task>, StoreError> {
         let mut tx = self.begin_write().await?;
         let current = load_task(&mut tx, id).await?;
         expect_version("task", id, expected_version, current.version)?;
-        let next = current.apply(event, changes, self.clock.now())?;
+        let now = self.clock.now();
+        let next = current.apply(event, changes, now)?;
         let written = sqlx::query(
-            "UPDATE tasks SET state = ?, version = ?, attempts = ?, qa_rounds = ?, branch = ?, \
-             pr_url = ?, blocked_reason = ?, waiting_reason = ?, merge_commit = ?, updated_at = ? \
+            "UPDATE tasks SET state = ?, version = ?, attempts = ?, qa_rounds = ?, \
+             rounds_base = ?, branch = ?, pr_url = ?, blocked_reason = ?, waiting_reason = ?, \
+             merge_commit = ?, verified_commit = ?, updated_at = ? \
              WHERE id = ? AND version = ? AND state = ?",
         )
         .bind(next.state.as_str())
         .bind(int("version", next.version)?)
         .bind(i64::from(next.attempts))
         .bind(i64::from(next.qa_rounds))
+        .bind(i64::from(next.rounds_base))
         .bind(next.branch.as_deref())
         .bind(next.pr_url.as_deref())
         .bind(next.blocked_reason.as_deref())
         .bind(next.waiting_reason.as_deref())
         .bind(next.merge_commit.as_deref())
+        .bind(next.verified_commit.as_deref())
         .bind(ts(next.updated_at))
         .bind(id.0)
         .bind(int("version", current.version)?)
@@ -439,8 +518,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        commit_cas(tx, written, "task", id, expected_version, current.version).await?;
-        Ok(next)
+        check_cas(&written, "task", id, expected_version, current.version)?;
+        let events = journal::task_changed(&current, &next);
+        commit_with(tx, now, next, events).await
     }
 
     /// Setting a different task counts as a write (version bumped, `updated_at` set), so a
@@ -550,11 +630,13 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        commit_cas(tx, written, "agent", id, expected_version, current.version).await?;
+        check_cas(&written, "agent", id, expected_version, current.version)?;
+        tx.commit().await.map_err(backend)?;
         Ok(next)
     }
 
-    async fn send_mail(&self, new: NewMail) -> Result<Mail, StoreError> {
+    async fn send_mail(&self, new: NewMail) -> Result<Committed<Mail>, StoreError> {
+        let mut tx = self.begin_write().await?;
         let now = self.clock.now();
         let id = sqlx::query(
             "INSERT INTO mail (sender, recipient, subject, body, task_id, created_at, read_at) \
@@ -566,11 +648,11 @@ impl Store for SqliteStore {
         .bind(&new.body)
         .bind(new.task_id.map(|t| t.0))
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?
         .last_insert_rowid();
-        Ok(Mail {
+        let mail = Mail {
             id: MailId(id),
             from: new.from,
             to: new.to,
@@ -579,7 +661,9 @@ impl Store for SqliteStore {
             task_id: new.task_id,
             created_at: now,
             read_at: None,
-        })
+        };
+        let events = journal::mail_sent(&mail);
+        commit_with(tx, now, mail, events).await
     }
 
     async fn list_mail(&self, filter: MailFilter) -> Result<Vec<Mail>, StoreError> {
@@ -617,23 +701,10 @@ impl Store for SqliteStore {
 
     async fn record_decision(&self, new: NewDecision) -> Result<Decision, StoreError> {
         let now = self.clock.now();
-        let id = sqlx::query(
-            "INSERT INTO decisions (epic_id, task_id, actor, decision, reasoning, context, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(new.epic_id.0)
-        .bind(new.task_id.map(|t| t.0))
-        .bind(&new.actor)
-        .bind(&new.decision)
-        .bind(&new.reasoning)
-        .bind(to_json(&new.context)?)
-        .bind(ts(now))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?
-        .last_insert_rowid();
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let id = insert_decision(&mut conn, &new, now).await?;
         Ok(Decision {
-            id: DecisionId(id),
+            id,
             epic_id: new.epic_id,
             task_id: new.task_id,
             actor: new.actor,
@@ -665,17 +736,13 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn append_event(&self, event: &DomainEvent) -> Result<u64, StoreError> {
-        let seq = sqlx::query("INSERT INTO events (at, kind, payload) VALUES (?, ?, ?)")
-            .bind(ts(self.clock.now()))
-            .bind(event.kind())
-            .bind(to_json(event)?)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?
-            .last_insert_rowid();
-        u64::try_from(seq)
-            .map_err(|_| StoreError::Backend(format!("events.seq: {seq} is negative").into()))
+    async fn append_event(&self, event: &DomainEvent) -> Result<StoredEvent, StoreError> {
+        let tx = self.begin_write().await?;
+        let now = self.clock.now();
+        let committed = commit_with(tx, now, (), vec![event.clone()]).await?;
+        committed.events.into_iter().next().ok_or_else(|| {
+            StoreError::Backend("the journal returned no entry for an appended event".into())
+        })
     }
 
     async fn list_events(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
@@ -693,4 +760,144 @@ impl Store for SqliteStore {
             .map(codec::event)
             .collect()
     }
+
+    async fn journal_head(&self) -> Result<u64, StoreError> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        u64::try_from(last)
+            .map_err(|_| StoreError::Backend(format!("events.seq: {last} is negative").into()))
+    }
+
+    async fn acquire_run_lease(
+        &self,
+        holder: LeaseHolder,
+        ttl: Duration,
+    ) -> Result<RunLease, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = self.clock.now();
+        let current = load_lease(&mut tx).await?;
+        if let Some(lease) = &current
+            && lease.is_live(now)
+        {
+            return Err(StoreError::LeaseHeld(Box::new(lease.clone())));
+        }
+        let lease = RunLease {
+            token: current.map_or(1, |l| l.token + 1),
+            holder,
+            acquired_at: now,
+            heartbeat_at: now,
+            expires_at: expiry(now, ttl)?,
+        };
+        sqlx::query(
+            "INSERT INTO run_lease (id, token, pid, host, label, acquired_at, heartbeat_at, \
+             expires_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+             token = excluded.token, pid = excluded.pid, host = excluded.host, \
+             label = excluded.label, acquired_at = excluded.acquired_at, \
+             heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
+        )
+        .bind(int("token", lease.token)?)
+        .bind(i64::from(lease.holder.pid))
+        .bind(&lease.holder.host)
+        .bind(&lease.holder.label)
+        .bind(ts(lease.acquired_at))
+        .bind(ts(lease.heartbeat_at))
+        .bind(ts(lease.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(lease)
+    }
+
+    async fn renew_run_lease(&self, token: u64, ttl: Duration) -> Result<RunLease, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = self.clock.now();
+        let Some(mut lease) = load_lease(&mut tx).await? else {
+            return Err(StoreError::LeaseLost { token });
+        };
+        if lease.token != token || !lease.is_live(now) {
+            return Err(StoreError::LeaseLost { token });
+        }
+        lease.heartbeat_at = now;
+        lease.expires_at = expiry(now, ttl)?;
+        sqlx::query(
+            "UPDATE run_lease SET heartbeat_at = ?, expires_at = ? WHERE id = 1 AND token = ?",
+        )
+        .bind(ts(lease.heartbeat_at))
+        .bind(ts(lease.expires_at))
+        .bind(int("token", token)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(lease)
+    }
+
+    async fn release_run_lease(&self, token: u64) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        sqlx::query(
+            "UPDATE run_lease SET expires_at = ? WHERE id = 1 AND token = ? AND expires_at > ?",
+        )
+        .bind(ts(now))
+        .bind(int("token", token)?)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn run_lease(&self) -> Result<Option<RunLease>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        load_lease(&mut conn).await
+    }
+}
+
+/// The last year whose timestamps [`ts`] writes in fixed width (a later one gets a `+` and a
+/// fifth digit: it would not read back, nor compare in time order).
+const LAST_STORABLE_YEAR: i32 = 9999;
+
+fn expiry(now: Timestamp, ttl: Duration) -> Result<Timestamp, StoreError> {
+    chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .filter(|t| t.year() <= LAST_STORABLE_YEAR)
+        .ok_or_else(|| StoreError::Invalid(format!("lease duration {ttl:?} is too long")))
+}
+
+async fn load_lease(conn: &mut SqliteConnection) -> Result<Option<RunLease>, StoreError> {
+    sqlx::query(
+        "SELECT token, pid, host, label, acquired_at, heartbeat_at, expires_at \
+         FROM run_lease WHERE id = 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?
+    .map(|row| codec::lease(&row))
+    .transpose()
+}
+
+async fn insert_decision(
+    conn: &mut SqliteConnection,
+    new: &NewDecision,
+    now: Timestamp,
+) -> Result<DecisionId, StoreError> {
+    let id = sqlx::query(
+        "INSERT INTO decisions (epic_id, task_id, actor, decision, reasoning, context, \
+         created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.epic_id.0)
+    .bind(new.task_id.map(|t| t.0))
+    .bind(&new.actor)
+    .bind(&new.decision)
+    .bind(&new.reasoning)
+    .bind(to_json(&new.context)?)
+    .bind(ts(now))
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?
+    .last_insert_rowid();
+    Ok(DecisionId(id))
 }

@@ -96,7 +96,7 @@ fn failing_worker_blocks_the_task_with_the_reason_stored() {
         task["blocked_reason"]
             .as_str()
             .unwrap()
-            .contains("exited with Some(3)"),
+            .contains("exited with code 3"),
         "{task}"
     );
     assert_eq!(status["epics"][0]["epic"]["state"], "blocked");
@@ -137,7 +137,13 @@ fn planner_garbage_fails_the_run_and_keeps_the_epic_for_a_retry() {
     std::fs::write(dir.join(".factory/GARBAGE_planner"), "").unwrap();
     let main_before = git(&dir, &["rev-parse", "main"]);
     assert!(factory(&dir, &["epic", "add", "Add a"]).status.success());
-    assert_one_line_error(&factory(&dir, &["run"]), "planner output is not valid");
+    let out = factory(&dir, &["run"]);
+    assert_one_line_error(&out, "planning failed for 1 epic");
+    assert!(
+        stderr(&out).contains("planner output is not valid"),
+        "{}",
+        stderr(&out)
+    );
     let status = status_json(&dir);
     assert_eq!(status["epics"][0]["epic"]["state"], "planning");
     assert!(

@@ -72,7 +72,8 @@ pub fn repo(dir: &Path) {
 /// the reviewer approves. Files in .factory steer it: `FAIL_<role>` / `GARBAGE_<role>` make that
 /// role exit 3 or print garbage; `SLOW_<key>` makes that worker sleep 30 s and `SLEEPY` every
 /// worker 0.5 s; `SAME_<key>` makes the worker write the same content every round;
-/// `REVIEW_CHANGES_<key>` makes the reviewer always request changes. Workers save their prompt
+/// `REVIEW_CHANGES_<key>` makes the reviewer always request changes; `GARBAGE_planner_epic-N`
+/// makes only epic N's planner print garbage. Workers save their prompt
 /// as `prompt-<spec>-<round>.txt` and their start/end times in `times.log`.
 pub fn agent_script(dir: &Path, tasks: &[&str]) -> PathBuf {
     let mut plan = String::from(r#"{"reasoning":"test plan","tasks":["#);
@@ -99,6 +100,7 @@ PROMPT="$(cat)"
 echo "$FACTORY_ROLE $FACTORY_SPEC_ID $FACTORY_ROUND" >> "$F/agent-runs.log"
 if [ -f "$F/FAIL_$FACTORY_ROLE" ]; then echo "agent crashed on purpose" >&2; exit 3; fi
 if [ -f "$F/GARBAGE_$FACTORY_ROLE" ]; then echo "I am not JSON"; exit 0; fi
+if [ -f "$F/GARBAGE_$(echo "$FACTORY_AGENT_ID" | tr / _)" ]; then echo "I am not JSON"; exit 0; fi
 case "$FACTORY_ROLE" in
   planner) echo '{plan}' ;;
   worker)

@@ -9,3 +9,4 @@ mod fixture;
 mod qa_loop;
 mod resume;
 mod safety;
+mod trust;

@@ -63,7 +63,7 @@ fn merge_waits_for_a_dirty_checkout_and_status_says_why() {
             .success()
     );
 
-    let child = factory_cmd(&dir, &["run"])
+    let child = factory_cmd(&dir, &["run", "--wait"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -4,7 +4,7 @@
 use tracing::Instrument;
 
 use crate::agent::{AgentId, AgentRole, AgentState};
-use crate::event::{DomainEvent, VerifyStage};
+use crate::event::VerifyStage;
 use crate::ports::{MergeOutcome, UpdateOutcome};
 use crate::task::{TaskChanges, TaskEvent, TaskId, TaskState};
 
@@ -15,7 +15,7 @@ use super::{Factory, JobEnd, OrchestrateError};
 impl Factory {
     /// Merges one approved task into main, or records why it cannot be merged yet.
     pub(super) async fn merge_task(&self, id: TaskId) -> Result<JobEnd, OrchestrateError> {
-        let task = self.store_ref().task(id).await?;
+        let mut task = self.store_ref().task(id).await?;
         let span = tracing::info_span!("merge", spec = %task.spec_id);
         async move {
             if task.state != TaskState::Merging {
@@ -41,16 +41,16 @@ impl Factory {
                     }
                     UpdateOutcome::Rebased(tip) => {
                         files.progress(self.now(), &format!("rebased onto {main}: {tip}"))?;
-                        let verify = self.verify(&task, task.attempts, VerifyStage::PreMerge).await?;
+                        let verify = self.verify(&task, task.qa_rounds, VerifyStage::PreMerge).await?;
                         if !verify.passed() {
                             files.write_fix_request(&fix_request_text(
-                                task.attempts,
+                                task.qa_rounds,
                                 "Merge queue: verify failed after rebasing",
                                 &format!("The change no longer passes verify after being rebased onto {main}."),
                                 &["Make the change work on top of the current main branch.".to_owned()],
                                 &verify,
                             ))?;
-                            if task.attempts >= self.config().qa.max_rounds {
+                            if task.rounds_used() >= self.config().qa.max_rounds {
                                 let reason = format!("re-verify after rebasing onto {main}: {}", verify.line());
                                 self.block(&task, reason).await?;
                             } else {
@@ -60,8 +60,34 @@ impl Factory {
                             }
                             return Ok(JobEnd::Done);
                         }
+                        // The rebased commit passed verify: it is now the one to merge.
+                        task = self
+                            .update_task(
+                                &task,
+                                None,
+                                TaskChanges {
+                                    verified_commit: Some(Some(tip.to_string())),
+                                    ..TaskChanges::default()
+                                },
+                            )
+                            .await?;
                     }
                 }
+            }
+
+            // Merge exactly the commit that passed verify: a branch that moved since (an agent
+            // or a person committed or reset it) is not merged unverified.
+            let tip = vcs.branch_head(&branch).await?.map(|c| c.to_string());
+            if let (Some(verified), false) = (&task.verified_commit, vcs.is_merged(&branch, &main).await?)
+                && tip.as_ref() != Some(verified)
+            {
+                let reason = format!(
+                    "{branch} moved after it passed verify (verified {}, now {}); retry the task to verify it again",
+                    short(verified),
+                    tip.as_deref().map_or("missing", short)
+                );
+                self.block(&task, reason).await?;
+                return Ok(JobEnd::Done);
             }
 
             let message = format!(
@@ -81,12 +107,6 @@ impl Factory {
                             },
                         )
                         .await?;
-                    self.emit(DomainEvent::MergeCompleted {
-                        task_id: task.id,
-                        spec_id: task.spec_id.clone(),
-                        commit: commit.to_string(),
-                    })
-                    .await?;
                     let worker = AgentId::new(AgentRole::Worker, &task.spec_id);
                     self.set_agent(&worker, AgentRole::Worker, Some(task.id), AgentState::Idle)
                         .await?;
@@ -110,12 +130,6 @@ impl Factory {
                             .await?;
                         files.write_metadata(&task)?;
                         files.progress(self.now(), &format!("merge waiting: {reason}"))?;
-                        self.emit(DomainEvent::MergeWaiting {
-                            task_id: task.id,
-                            spec_id: task.spec_id.clone(),
-                            reason,
-                        })
-                        .await?;
                     }
                     Ok(JobEnd::MergeWaiting)
                 }
@@ -129,4 +143,9 @@ impl Factory {
         .instrument(span)
         .await
     }
+}
+
+/// The first 10 characters of a commit id, for messages.
+fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
 }

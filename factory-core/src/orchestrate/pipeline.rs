@@ -96,8 +96,10 @@ impl Factory {
         files: &SpecFiles,
     ) -> Result<Option<Task>, OrchestrateError> {
         let max_rounds = self.config().qa.max_rounds;
-        let round = task.attempts + 1;
-        if round > max_rounds {
+        // A round counts once its QA verdict is recorded: a round cut short by a stop or a
+        // crash has the same number when it runs again.
+        let round = task.current_round();
+        if task.rounds_used() >= max_rounds {
             let reason = format!(
                 "QA did not pass in {max_rounds} round(s); see {}/qa_report.md",
                 files.dir().display()
@@ -110,7 +112,7 @@ impl Factory {
                 &task,
                 None,
                 TaskChanges {
-                    attempts: Some(round),
+                    attempts: Some(task.attempts + 1),
                     ..TaskChanges::default()
                 },
             )
@@ -232,7 +234,7 @@ impl Factory {
         task: Task,
         files: &SpecFiles,
     ) -> Result<Option<Task>, OrchestrateError> {
-        let round = task.attempts.max(1);
+        let round = task.current_round();
         let max_rounds = self.config().qa.max_rounds;
         let main = &self.config().git.main_branch;
         let branch = task.spec_id.branch();
@@ -309,6 +311,29 @@ impl Factory {
         let verify = self.verify(&task, round, VerifyStage::Qa).await?;
         let passed = review.verdict == Verdict::Approve && verify.passed();
         files.append_qa_round(round, &review, &verify, passed)?;
+        if passed {
+            // The commit that passed: the merge queue merges exactly this one.
+            let verified = self.inner.ports.vcs.branch_head(&branch).await?;
+            files.remove_fix_request()?;
+            files.write_plan(4, &[("verify", verify.line())])?;
+            files.progress(
+                self.now(),
+                &format!("QA round {round} passed; queued for merge"),
+            )?;
+            let task = self
+                .update_task(
+                    &task,
+                    Some(TaskEvent::Approve),
+                    TaskChanges {
+                        qa_rounds: Some(round),
+                        verified_commit: Some(verified.map(|c| c.to_string())),
+                        ..TaskChanges::default()
+                    },
+                )
+                .await?;
+            files.write_metadata(&task)?;
+            return Ok(Some(task));
+        }
         let task = self
             .update_task(
                 &task,
@@ -319,24 +344,6 @@ impl Factory {
                 },
             )
             .await?;
-        if passed {
-            files.remove_fix_request()?;
-            files.write_plan(4, &[("verify", verify.line())])?;
-            files.progress(
-                self.now(),
-                &format!("QA round {round} passed; queued for merge"),
-            )?;
-            let task = self
-                .update_task(&task, Some(TaskEvent::Approve), TaskChanges::default())
-                .await?;
-            files.write_metadata(&task)?;
-            self.emit(DomainEvent::MergeRequested {
-                task_id: task.id,
-                spec_id: task.spec_id.clone(),
-            })
-            .await?;
-            return Ok(Some(task));
-        }
         files.write_fix_request(&fix_request_text(
             round,
             &format!("Reviewer: {}", review.verdict),
@@ -349,7 +356,7 @@ impl Factory {
         } else {
             format!("verify {}", verify.line())
         };
-        if round >= max_rounds {
+        if task.rounds_used() >= max_rounds {
             self.block(
                 &task,
                 format!("QA did not pass in {max_rounds} round(s); last round: {why}"),
@@ -402,8 +409,10 @@ impl Factory {
         let dir = self.layout().logs_dir(&task.spec_id.to_string());
         let path = dir.join(format!("verify-{stage_name}-round-{round}.log"));
         let log = format!(
-            "$ {command}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}\n",
-            output.exit_code, output.stdout, output.stderr
+            "$ {command}\n{}\n--- stdout\n{}\n--- stderr\n{}\n",
+            crate::ports::exit_description(output.exit_code),
+            output.stdout,
+            output.stderr
         );
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(&path, log))

@@ -69,7 +69,7 @@ pub struct AgentResponse {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// The agent process exited non-zero.
-    #[error("agent exited with {code:?}: {stderr}")]
+    #[error("agent {}: {stderr}", exit_description(*.code))]
     Exited {
         /// Exit code (None if killed).
         code: Option<i32>,
@@ -102,6 +102,14 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// "exited with code 3", or "was killed by a signal" when there is no code.
+pub fn exit_description(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exited with code {code}"),
+        None => "was killed by a signal".to_owned(),
+    }
 }
 
 /// Something that can play a role: a scripted stand-in, a command, a coding CLI, a model API.

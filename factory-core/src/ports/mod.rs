@@ -7,10 +7,12 @@ mod sandbox;
 mod store;
 mod vcs;
 
+pub use crate::event::StoredEvent;
 pub use agent::{
     AgentBackend, AgentError, AgentRequest, AgentResponse, TranscriptEntry, TranscriptKind,
+    exit_description,
 };
 pub use clock::{Clock, SystemClock};
 pub use sandbox::{CommandOutput, CommandSpec, Sandbox, SandboxError};
-pub use store::{Store, StoreError, StoredEvent};
+pub use store::{Committed, PlannedEpic, Store, StoreError};
 pub use vcs::{CommitId, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError};

@@ -1,13 +1,17 @@
+use std::time::Duration;
+
 use async_trait::async_trait;
 
+use crate::IllegalTransition;
 use crate::agent::{Agent, AgentEvent, AgentId, AgentRole};
 use crate::decision::{Decision, DecisionFilter, NewDecision};
 use crate::epic::{Epic, EpicChanges, EpicEvent, EpicId, NewEpic};
-use crate::event::DomainEvent;
+use crate::event::{DomainEvent, StoredEvent};
+use crate::lease::{LeaseHolder, RunLease};
 use crate::mail::{Mail, MailFilter, MailId, NewMail};
+use crate::plan::Plan;
 use crate::spec::SpecId;
-use crate::task::{NewTask, Task, TaskChanges, TaskEvent, TaskId};
-use crate::{IllegalTransition, Timestamp};
+use crate::task::{Task, TaskChanges, TaskEvent, TaskId};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +39,16 @@ pub enum StoreError {
     /// The state machine refused the event; nothing was written.
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
-    /// The input cannot be stored as given (e.g. a plan whose `depends_on` names an unknown key,
-    /// or a dependency cycle).
+    /// The run lease is held by someone else and has not expired.
+    #[error("the repository is already being run by {}", .0.holder)]
+    LeaseHeld(Box<RunLease>),
+    /// The caller's run lease was taken over (it expired and another run acquired it).
+    #[error("the run lease (token {token}) was lost to another run")]
+    LeaseLost {
+        /// The caller's token.
+        token: u64,
+    },
+    /// The value cannot be stored as given (e.g. a number too large for the column).
     #[error("invalid input: {0}")]
     Invalid(String),
     /// The database failed.
@@ -44,25 +56,36 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// An event as persisted, with its sequence number.
+/// A write and the journal entries committed in the same transaction.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    /// Monotonic, gap-free per store.
-    pub seq: u64,
-    /// When it was appended.
-    pub at: Timestamp,
-    /// The event.
-    pub event: DomainEvent,
+pub struct Committed<T> {
+    /// What was written, as it is now stored.
+    pub value: T,
+    /// The events appended with it, in seq order (possibly none).
+    pub events: Vec<StoredEvent>,
 }
 
-/// Durable state. Every state change is a compare-and-set on (state, version): the store reads
-/// the record, refuses if the caller's `expected_version` is not current ([`StoreError::Stale`]),
-/// computes the next record with the domain's `apply` (refusing illegal transitions), and writes it
-/// only if state and version are still what it read.
+/// An epic and the tasks its plan created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedEpic {
+    /// The epic, now `InProgress`.
+    pub epic: Epic,
+    /// Its tasks, in plan order.
+    pub tasks: Vec<Task>,
+}
+
+/// Durable state. The store persists and compare-and-sets; it has no domain rules of its own:
+/// inputs arrive validated ([`NewEpic`], [`Plan`]), next states are computed by the domain's
+/// `apply`, and the events a change announces by [`crate::event::journal`].
+///
+/// Every state change is a compare-and-set on (state, version): the store reads the record,
+/// refuses if the caller's `expected_version` is not current ([`StoreError::Stale`]), computes
+/// the next record, and writes it and its journal entries in one transaction. Journal sequence
+/// numbers are gap-free and in commit order.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Adds an epic in `Planning`.
-    async fn create_epic(&self, new: NewEpic) -> Result<Epic, StoreError>;
+    /// Adds an epic in `Planning`, with `epic.created`.
+    async fn create_epic(&self, new: NewEpic) -> Result<Committed<Epic>, StoreError>;
     /// One epic.
     async fn epic(&self, id: EpicId) -> Result<Epic, StoreError>;
     /// Every epic, oldest first.
@@ -74,16 +97,20 @@ pub trait Store: Send + Sync {
         expected_version: u64,
         event: Option<EpicEvent>,
         changes: EpicChanges,
-    ) -> Result<Epic, StoreError>;
+    ) -> Result<Committed<Epic>, StoreError>;
 
-    /// Creates a plan's tasks in one transaction, in `Pending`. Assigns ids and spec ids (numbers
-    /// continue after the highest spec number in the store) and resolves `depends_on` keys to ids.
-    /// Refuses unknown keys, duplicate keys and cycles with [`StoreError::Invalid`].
-    async fn create_tasks(
+    /// Records an epic's plan in one transaction: its tasks (in `Pending`, spec numbers
+    /// continuing after both the highest in the store and `min_spec_number - 1`), the epic's
+    /// move `Planning → InProgress` (compare-and-set on `expected_version`, so a plan is
+    /// recorded at most once), the decision, and every event.
+    async fn record_plan(
         &self,
         epic: EpicId,
-        tasks: Vec<NewTask>,
-    ) -> Result<Vec<Task>, StoreError>;
+        expected_version: u64,
+        plan: &Plan,
+        min_spec_number: u32,
+        decision: NewDecision,
+    ) -> Result<Committed<PlannedEpic>, StoreError>;
     /// One task.
     async fn task(&self, id: TaskId) -> Result<Task, StoreError>;
     /// One task by spec id.
@@ -97,7 +124,7 @@ pub trait Store: Send + Sync {
         expected_version: u64,
         event: Option<TaskEvent>,
         changes: TaskChanges,
-    ) -> Result<Task, StoreError>;
+    ) -> Result<Committed<Task>, StoreError>;
 
     /// The agent with this id, created `Idle` if absent; its task is set to `task`.
     async fn ensure_agent(
@@ -116,8 +143,8 @@ pub trait Store: Send + Sync {
         event: AgentEvent,
     ) -> Result<Agent, StoreError>;
 
-    /// Stores a message.
-    async fn send_mail(&self, new: NewMail) -> Result<Mail, StoreError>;
+    /// Stores a message, with `mail.sent`.
+    async fn send_mail(&self, new: NewMail) -> Result<Committed<Mail>, StoreError>;
     /// Messages matching `filter`, oldest first.
     async fn list_mail(&self, filter: MailFilter) -> Result<Vec<Mail>, StoreError>;
     /// Marks a message read (idempotent).
@@ -128,8 +155,25 @@ pub trait Store: Send + Sync {
     /// Decisions matching `filter`, oldest first.
     async fn list_decisions(&self, filter: DecisionFilter) -> Result<Vec<Decision>, StoreError>;
 
-    /// Appends a domain event to the journal; returns its sequence number.
-    async fn append_event(&self, event: &DomainEvent) -> Result<u64, StoreError>;
+    /// Appends an event that accompanies no state change (an agent started, a verify ran).
+    async fn append_event(&self, event: &DomainEvent) -> Result<StoredEvent, StoreError>;
     /// Events with `seq > after`, at most `limit`, in order.
     async fn list_events(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The journal's highest seq, 0 when it is empty.
+    async fn journal_head(&self) -> Result<u64, StoreError>;
+
+    /// Takes the run lease for `ttl` if nobody holds a live one; refuses with
+    /// [`StoreError::LeaseHeld`] otherwise. Each acquisition gets a higher token.
+    async fn acquire_run_lease(
+        &self,
+        holder: LeaseHolder,
+        ttl: Duration,
+    ) -> Result<RunLease, StoreError>;
+    /// Extends the caller's lease by `ttl` from now; [`StoreError::LeaseLost`] if `token` no
+    /// longer holds it.
+    async fn renew_run_lease(&self, token: u64, ttl: Duration) -> Result<RunLease, StoreError>;
+    /// Gives the lease up if `token` still holds it (idempotent).
+    async fn release_run_lease(&self, token: u64) -> Result<(), StoreError>;
+    /// The current lease, live or expired, if any.
+    async fn run_lease(&self) -> Result<Option<RunLease>, StoreError>;
 }

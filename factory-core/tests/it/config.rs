@@ -1,11 +1,12 @@
 use std::path::Path;
 
 use factory_core::agent::AgentRole;
-use factory_core::config::{AgentKind, FactoryConfig};
+use factory_core::config::{AgentKind, AgentTemplate, FactoryConfig};
+use proptest::prelude::*;
 
 #[test]
 fn template_parses_to_the_defaults() {
-    let text = FactoryConfig::template("main", Some("cargo test"));
+    let text = FactoryConfig::template("main", Some("cargo test"), &AgentTemplate::Unset);
     let cfg = FactoryConfig::from_toml(&text, Path::new("config.toml")).unwrap();
     assert_eq!(cfg.max_parallel, 2);
     assert_eq!(cfg.qa.max_rounds, 3);
@@ -47,5 +48,64 @@ fn typos_and_bad_values_are_refused_with_the_file_name() {
             .to_string();
         assert!(err.contains(needle), "{text}: {err}");
         assert!(err.contains("/x/.factory/config.toml"), "{err}");
+    }
+}
+
+proptest! {
+    /// `factory init --verify 'pytest -k "not slow"'` once wrote broken TOML and a backslash
+    /// changed silently: every string must read back exactly as given.
+    #[test]
+    fn any_verify_and_agent_command_round_trips(verify in any::<String>(), agent in any::<String>()) {
+        let text = FactoryConfig::template("main", Some(&verify), &AgentTemplate::Command(agent.clone()));
+        let cfg = FactoryConfig::from_toml(&text, Path::new("config.toml")).unwrap();
+        prop_assert_eq!(&cfg.verify.command, &verify);
+        prop_assert_eq!(cfg.agent.command.as_deref(), Some(agent.as_str()));
+    }
+}
+
+#[test]
+fn quotes_backslashes_and_newlines_survive_init() {
+    for s in [
+        r#"pytest -k "not slow""#,
+        r"echo a\b \n",
+        "line1\nline2",
+        "tab\there",
+        "'single'",
+        "\"\"\"",
+    ] {
+        let text =
+            FactoryConfig::template("main", Some(s), &AgentTemplate::Scripted("s.toml".into()));
+        let cfg = FactoryConfig::from_toml(&text, Path::new("config.toml")).unwrap();
+        assert_eq!(cfg.verify.command, s);
+        assert_eq!(cfg.agent.kind, AgentKind::Scripted);
+    }
+}
+
+#[test]
+fn an_invalid_main_branch_is_refused_with_the_reason() {
+    for (branch, needle) in [
+        ("", "empty"),
+        ("my branch", "spaces"),
+        ("a..b", ".."),
+        ("-x", "start with"),
+        ("x.lock", ".lock"),
+        ("feat/.hidden", "start with `.`"),
+        ("a~1", "~"),
+    ] {
+        let text = format!("[git]\nmain_branch = {:?}\n", branch);
+        let err = FactoryConfig::from_toml(&text, Path::new("config.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("main_branch") && err.contains(needle),
+            "{branch:?}: {err}"
+        );
+    }
+    for ok in ["main", "trunk", "release/2.x", "feature-1_b"] {
+        let text = format!("[git]\nmain_branch = {ok:?}\n");
+        assert!(
+            FactoryConfig::from_toml(&text, Path::new("config.toml")).is_ok(),
+            "{ok}"
+        );
     }
 }

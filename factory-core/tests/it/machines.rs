@@ -22,6 +22,16 @@ fn task_edges() -> Vec<(TaskState, TaskEvent, TaskState)> {
     for s in [S::Assigned, S::InProgress, S::Review, S::Merging] {
         edges.push((s, E::Block, S::Blocked));
     }
+    for s in [
+        S::Pending,
+        S::Assigned,
+        S::InProgress,
+        S::Review,
+        S::Merging,
+        S::Blocked,
+    ] {
+        edges.push((s, E::Cancel, S::Cancelled));
+    }
     edges
 }
 
@@ -34,6 +44,8 @@ fn epic_edges() -> Vec<(EpicState, EpicEvent, EpicState)> {
         (S::Blocked, E::Unblock, S::InProgress),
         (S::InProgress, E::Complete, S::Completed),
         (S::Blocked, E::Complete, S::Completed),
+        (S::Planning, E::Cancel, S::Cancelled),
+        (S::InProgress, E::Cancel, S::Cancelled),
         (S::Blocked, E::Cancel, S::Cancelled),
     ]
 }
@@ -198,11 +210,13 @@ fn sample_task(now: chrono::DateTime<chrono::Utc>) -> factory_core::task::Task {
         version: 1,
         attempts: 0,
         qa_rounds: 0,
+        rounds_base: 0,
         branch: None,
         pr_url: None,
         blocked_reason: None,
         waiting_reason: None,
         merge_commit: None,
+        verified_commit: None,
         created_at: now,
         updated_at: now,
     }

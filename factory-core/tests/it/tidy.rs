@@ -80,6 +80,30 @@ fn nothing_depends_on_the_frontends() {
     }
 }
 
+/// Frontends open a repository with factory-workspace and talk to `Factory`; they never reach
+/// the store, git or agent implementations (or their libraries) directly.
+#[test]
+fn frontends_reach_the_backends_only_through_the_workspace() {
+    for frontend in ["factory-cli", "factory-server"] {
+        if !members().iter().any(|m| m == frontend) {
+            continue;
+        }
+        let deps = dependency_names(&manifest(frontend));
+        for backend in [
+            "factory-store",
+            "factory-git",
+            "factory-agents",
+            "sqlx",
+            "gix",
+        ] {
+            assert!(
+                !deps.iter().any(|d| d == backend),
+                "{frontend} depends on {backend}; open repositories with factory-workspace and call Factory"
+            );
+        }
+    }
+}
+
 #[test]
 fn no_grab_bag_modules_or_crates() {
     for member in members() {

@@ -1,5 +1,5 @@
-//! Compare-and-set: stale versions and illegal transitions write nothing; racing writers on one
-//! version produce exactly one winner.
+//! Compare-and-set: stale versions and illegal transitions write nothing (no record change, no
+//! journal entry); racing writers on one version produce exactly one winner.
 
 use std::sync::Arc;
 
@@ -9,17 +9,18 @@ use factory_core::ports::{Store, StoreError};
 use factory_core::task::{TaskChanges, TaskEvent, TaskState};
 use tokio::sync::Barrier;
 
-use crate::support::{TempStore, epic, new_task};
+use crate::support::{TempStore, epic, new_task, one_task, planned};
 
 #[tokio::test]
 async fn stale_versions_are_refused_and_change_nothing() {
     let t = TempStore::new().await;
     let e = epic(&t.store, "stale").await;
-    let e = t
-        .store
-        .update_epic(e.id, 1, Some(EpicEvent::Planned), EpicChanges::default())
+    let task = planned(&t.store, &e, vec![new_task("a", &[])])
         .await
-        .unwrap();
+        .remove(0);
+    let e = t.store.epic(e.id).await.unwrap();
+    assert_eq!(e.version, 2);
+    let head = t.store.journal_head().await.unwrap();
 
     let err = t
         .store
@@ -44,12 +45,6 @@ async fn stale_versions_are_refused_and_change_nothing() {
     }
     assert_eq!(t.store.epic(e.id).await.unwrap(), e);
 
-    let task = t
-        .store
-        .create_tasks(e.id, vec![new_task("a", &[])])
-        .await
-        .unwrap()
-        .remove(0);
     for wrong in [0, 2, u64::MAX] {
         let err = t
             .store
@@ -99,12 +94,18 @@ async fn stale_versions_are_refused_and_change_nothing() {
         "{err:?}"
     );
     assert_eq!(t.store.list_agents().await.unwrap(), vec![agent]);
+    assert_eq!(
+        t.store.journal_head().await.unwrap(),
+        head,
+        "a refused write journals nothing"
+    );
 }
 
 #[tokio::test]
 async fn illegal_transitions_are_refused_and_change_nothing() {
     let t = TempStore::new().await;
     let e = epic(&t.store, "illegal").await;
+    let head = t.store.journal_head().await.unwrap();
     let err = t
         .store
         .update_epic(
@@ -122,13 +123,12 @@ async fn illegal_transitions_are_refused_and_change_nothing() {
         other => panic!("expected IllegalTransition, got {other:?}"),
     }
     assert_eq!(t.store.epic(e.id).await.unwrap(), e);
+    assert_eq!(t.store.journal_head().await.unwrap(), head);
 
-    let task = t
-        .store
-        .create_tasks(e.id, vec![new_task("a", &[])])
+    let task = planned(&t.store, &e, vec![new_task("a", &[])])
         .await
-        .unwrap()
         .remove(0);
+    let head = t.store.journal_head().await.unwrap();
     for event in [TaskEvent::Start, TaskEvent::Merged, TaskEvent::Unblock] {
         let err = t
             .store
@@ -148,6 +148,7 @@ async fn illegal_transitions_are_refused_and_change_nothing() {
     let stored = t.store.task(task.id).await.unwrap();
     assert_eq!(stored, task);
     assert_eq!(stored.state, TaskState::Pending);
+    assert_eq!(t.store.journal_head().await.unwrap(), head);
 
     let id = AgentId("reviewer/001-task-a".into());
     let agent = t
@@ -176,13 +177,7 @@ async fn illegal_transitions_are_refused_and_change_nothing() {
 async fn racing_writers_on_one_version_have_exactly_one_winner() {
     const RACERS: usize = 12;
     let t = TempStore::new().await;
-    let e = epic(&t.store, "race").await;
-    let task = t
-        .store
-        .create_tasks(e.id, vec![new_task("a", &[])])
-        .await
-        .unwrap()
-        .remove(0);
+    let task = one_task(&t.store, "race").await;
 
     for round in 0..3u32 {
         let before = t.store.task(task.id).await.unwrap();
@@ -211,7 +206,7 @@ async fn racing_writers_on_one_version_have_exactly_one_winner() {
         let mut winners = Vec::new();
         for h in handles {
             match h.await.unwrap() {
-                Ok(task) => winners.push(task),
+                Ok(task) => winners.push(task.value),
                 Err(StoreError::Stale {
                     expected, actual, ..
                 }) => {
@@ -251,7 +246,7 @@ async fn racing_writers_on_one_version_have_exactly_one_winner() {
         match h.await.unwrap() {
             Ok(t) => {
                 ok += 1;
-                assert_eq!(t.state, TaskState::Assigned);
+                assert_eq!(t.value.state, TaskState::Assigned);
             }
             Err(StoreError::Stale { .. }) => {}
             Err(other) => panic!("unexpected error: {other:?}"),

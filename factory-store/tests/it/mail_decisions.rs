@@ -9,7 +9,7 @@ use factory_core::ports::{Store, StoreError};
 use factory_core::task::{TaskId, TaskState};
 use serde_json::json;
 
-use crate::support::{TempStore, epic, new_task};
+use crate::support::{TempStore, epic, journaled, new_task, one_task, planned};
 
 fn mail(to: &str, subject: &str, task: Option<TaskId>) -> NewMail {
     NewMail {
@@ -24,26 +24,32 @@ fn mail(to: &str, subject: &str, task: Option<TaskId>) -> NewMail {
 #[tokio::test]
 async fn mail_is_filtered_oldest_first_and_read_once() {
     let mut t = TempStore::new().await;
-    let e = epic(&t.store, "mail").await;
-    let task = t
-        .store
-        .create_tasks(e.id, vec![new_task("a", &[])])
-        .await
-        .unwrap()
-        .remove(0);
+    let task = one_task(&t.store, "mail").await;
     let worker = AgentId::new(AgentRole::Worker, &task.spec_id).to_string();
 
-    let m1 = t.store.send_mail(mail(HUMAN, "one", None)).await.unwrap();
-    let m2 = t
-        .store
-        .send_mail(mail(&worker, "two", Some(task.id)))
-        .await
-        .unwrap();
-    let m3 = t
-        .store
-        .send_mail(mail(HUMAN, "three", Some(task.id)))
-        .await
-        .unwrap();
+    let mut sent = Vec::new();
+    for (to, subject, task_id) in [
+        (HUMAN, "one", None),
+        (worker.as_str(), "two", Some(task.id)),
+        (HUMAN, "three", Some(task.id)),
+    ] {
+        let committed = t.store.send_mail(mail(to, subject, task_id)).await.unwrap();
+        // Each message announces itself, in the same transaction.
+        assert_eq!(journaled(&t.store, &committed).await, ["mail.sent"]);
+        let m = &committed.value;
+        assert_eq!(
+            committed.events[0].event,
+            DomainEvent::MailSent {
+                mail_id: m.id,
+                from: ORCHESTRATOR.into(),
+                to: to.into(),
+                subject: subject.into(),
+            }
+        );
+        assert_eq!(committed.events[0].at, m.created_at);
+        sent.push(committed.value);
+    }
+    let [m1, m2, m3] = <[_; 3]>::try_from(sent).unwrap();
     assert!(m1.created_at < m2.created_at && m2.created_at < m3.created_at);
     assert_eq!(m1.read_at, None);
 
@@ -87,12 +93,22 @@ async fn mail_is_filtered_oldest_first_and_read_once() {
         matches!(err, StoreError::NotFound { kind: "mail", .. }),
         "{err:?}"
     );
+    let head = t.store.journal_head().await.unwrap();
     let err = t
         .store
         .send_mail(mail(HUMAN, "dangling", Some(TaskId(999))))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(t.store.journal_head().await.unwrap(), head);
+    assert_eq!(
+        t.store
+            .list_mail(MailFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -100,11 +116,15 @@ async fn decisions_are_filtered_by_epic_and_task() {
     let mut t = TempStore::new().await;
     let e1 = epic(&t.store, "one").await;
     let e2 = epic(&t.store, "two").await;
-    let tasks = t
+    let tasks = planned(&t.store, &e1, vec![new_task("a", &[]), new_task("b", &[])]).await;
+    // The plan's own decision comes first.
+    let d0 = t
         .store
-        .create_tasks(e1.id, vec![new_task("a", &[]), new_task("b", &[])])
+        .list_decisions(DecisionFilter::default())
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
+    assert_eq!(d0.epic_id, e1.id);
     let decide = |epic_id: EpicId, task_id: Option<TaskId>, what: &str| NewDecision {
         epic_id,
         task_id,
@@ -141,7 +161,7 @@ async fn decisions_are_filtered_by_epic_and_task() {
     };
     assert_eq!(
         list(DecisionFilter::default()).await,
-        vec![d1.clone(), d2.clone(), d3.clone(), d4.clone()]
+        vec![d0.clone(), d1.clone(), d2.clone(), d3.clone(), d4.clone()]
     );
     assert_eq!(
         list(DecisionFilter {
@@ -149,7 +169,7 @@ async fn decisions_are_filtered_by_epic_and_task() {
             task_id: None
         })
         .await,
-        vec![d1, d2.clone(), d4.clone()]
+        vec![d0, d1, d2.clone(), d4.clone()]
     );
     assert_eq!(
         list(DecisionFilter {
@@ -189,12 +209,13 @@ async fn decisions_are_filtered_by_epic_and_task() {
 async fn events_get_consecutive_seqs_and_round_trip() {
     let mut t = TempStore::new().await;
     let e = epic(&t.store, "events").await;
-    let task = t
-        .store
-        .create_tasks(e.id, vec![new_task("a", &[])])
+    let task = planned(&t.store, &e, vec![new_task("a", &[])])
         .await
-        .unwrap()
         .remove(0);
+    // epic.created, task.created, epic.state_changed
+    let journal_before = t.store.list_events(0, 100).await.unwrap();
+    assert_eq!(journal_before.len(), 3);
+    assert_eq!(t.store.journal_head().await.unwrap(), 3);
     let events = vec![
         DomainEvent::EpicCreated {
             epic_id: e.id,
@@ -237,14 +258,19 @@ async fn events_get_consecutive_seqs_and_round_trip() {
     let mut seqs = Vec::new();
     for ev in &events {
         times.push(t.clock.peek());
-        seqs.push(t.store.append_event(ev).await.unwrap());
+        let stored = t.store.append_event(ev).await.unwrap();
+        assert_eq!((&stored.event, stored.at), (ev, *times.last().unwrap()));
+        seqs.push(stored.seq);
     }
     let first = seqs[0];
-    assert!(first >= 1);
+    assert_eq!(first, 4, "appends continue the journal without a gap");
     assert_eq!(seqs, (first..first + 6).collect::<Vec<_>>());
 
     t.reopen().await;
-    let stored = t.store.list_events(0, 100).await.unwrap();
+    assert_eq!(t.store.journal_head().await.unwrap(), seqs[5]);
+    let all = t.store.list_events(0, 100).await.unwrap();
+    assert_eq!(all[..3], journal_before[..]);
+    let stored = &all[3..];
     assert_eq!(stored.len(), 6);
     for (i, s) in stored.iter().enumerate() {
         assert_eq!(s.seq, seqs[i]);
@@ -260,5 +286,6 @@ async fn events_get_consecutive_seqs_and_round_trip() {
     assert!(t.store.list_events(0, 0).await.unwrap().is_empty());
 
     let next = t.store.append_event(&events[0]).await.unwrap();
-    assert_eq!(next, seqs[5] + 1, "seqs continue after a reopen");
+    assert_eq!(next.seq, seqs[5] + 1, "seqs continue after a reopen");
+    assert_eq!(t.store.journal_head().await.unwrap(), next.seq);
 }

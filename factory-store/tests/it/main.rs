@@ -3,7 +3,9 @@
 
 mod cas;
 mod crud;
+mod lease;
 mod mail_decisions;
+mod outbox;
 mod plan;
 mod props;
 mod support;

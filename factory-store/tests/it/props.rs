@@ -1,15 +1,16 @@
 //! Property tests: whatever events arrive, the stored task state is exactly the state machine's
-//! fold over the accepted ones, and a write on any version but the current one is refused.
+//! fold over the accepted ones, each accepted change is journaled and each refused one is not,
+//! and a write on any version but the current one is refused.
 
 use std::sync::Arc;
 
-use factory_core::epic::NewEpic;
+use factory_core::event::DomainEvent;
 use factory_core::ports::{Store, StoreError};
 use factory_core::task::{Task, TaskChanges, TaskEvent, TaskState};
 use factory_store::SqliteStore;
 use proptest::prelude::*;
 
-use crate::support::{StepClock, new_task};
+use crate::support::StepClock;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -22,17 +23,7 @@ async fn one_task() -> (SqliteStore, Task) {
     let store = SqliteStore::in_memory(Arc::new(StepClock::default()))
         .await
         .unwrap();
-    let epic = store
-        .create_epic(NewEpic {
-            text: "prop".into(),
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_tasks(epic.id, vec![new_task("a", &[])])
-        .await
-        .unwrap()
-        .remove(0);
+    let task = crate::support::one_task(&store, "prop").await;
     (store, task)
 }
 
@@ -54,6 +45,7 @@ proptest! {
             let (store, task) = one_task().await;
             let mut model = TaskState::Pending;
             let mut version = task.version;
+            let mut head = store.journal_head().await.unwrap();
             for (i, event) in events.iter().enumerate() {
                 let result = store
                     .update_task(
@@ -65,8 +57,22 @@ proptest! {
                     .await;
                 match (model.transition(*event), result) {
                     (Ok(next), Ok(written)) => {
-                        prop_assert_eq!(written.state, next);
-                        prop_assert_eq!(written.version, version + 1);
+                        prop_assert_eq!(written.value.state, next);
+                        prop_assert_eq!(written.value.version, version + 1);
+                        // Every accepted event is a state change here (no transition is a
+                        // self-loop), announced first and numbered right after the last entry.
+                        let first = written.events.first().map(|e| &e.event);
+                        let announced = matches!(
+                            first,
+                            Some(DomainEvent::TaskStateChanged { from, to, .. })
+                                if *from == model && *to == next
+                        );
+                        prop_assert!(announced, "{model} -> {next}: {first:?}");
+                        let seqs: Vec<u64> = written.events.iter().map(|e| e.seq).collect();
+                        let expected: Vec<u64> =
+                            (head + 1..=head + seqs.len() as u64).collect();
+                        prop_assert_eq!(seqs, expected);
+                        head += written.events.len() as u64;
                         model = next;
                         version += 1;
                     }
@@ -75,6 +81,7 @@ proptest! {
                         prop_assert!(false, "{model} + {event}: model {expected:?}, store {got:?}");
                     }
                 }
+                prop_assert_eq!(store.journal_head().await.unwrap(), head);
                 let stored = store.task(task.id).await.unwrap();
                 prop_assert_eq!(stored.state, model);
                 prop_assert_eq!(stored.version, version);
@@ -98,9 +105,10 @@ proptest! {
                     .update_task(current.id, current.version, Some(event), TaskChanges::default())
                     .await
                 {
-                    current = next;
+                    current = next.value;
                 }
             }
+            let head = store.journal_head().await.unwrap();
             let wrong = if wrong == current.version { wrong.wrapping_add(1) } else { wrong };
             let result = store
                 .update_task(current.id, wrong, Some(event), TaskChanges::blocked("stale"))
@@ -113,6 +121,7 @@ proptest! {
                 other => prop_assert!(false, "version {wrong} (current {}): {other:?}", current.version),
             }
             prop_assert_eq!(store.task(current.id).await.unwrap(), current);
+            prop_assert_eq!(store.journal_head().await.unwrap(), head);
             Ok(())
         })?;
     }

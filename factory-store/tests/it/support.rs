@@ -1,4 +1,4 @@
-//! A controllable clock, temp-file stores and plan builders.
+//! A controllable clock, temp-file stores, plan builders and journal checks.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,9 +6,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::TimeZone;
 use factory_core::Timestamp;
+use factory_core::decision::NewDecision;
 use factory_core::epic::{Epic, NewEpic};
-use factory_core::ports::{Clock, Store};
-use factory_core::task::NewTask;
+use factory_core::lease::LeaseHolder;
+use factory_core::mail::ORCHESTRATOR;
+use factory_core::plan::Plan;
+use factory_core::ports::{Clock, Committed, Store};
+use factory_core::task::{NewTask, Task};
 use factory_store::SqliteStore;
 use tempfile::TempDir;
 
@@ -31,6 +35,11 @@ impl StepClock {
     /// The time the next `now()` returns.
     pub fn peek(&self) -> Timestamp {
         Self::base() + chrono::Duration::seconds(self.ticks.load(Ordering::SeqCst))
+    }
+
+    /// Moves time forward by `seconds` without a reading, e.g. past a lease's expiry.
+    pub fn advance(&self, seconds: i64) {
+        self.ticks.fetch_add(seconds, Ordering::SeqCst);
     }
 }
 
@@ -79,11 +88,13 @@ impl TempStore {
     }
 }
 
+/// A new epic in `Planning`.
 pub async fn epic(store: &SqliteStore, text: &str) -> Epic {
     store
-        .create_epic(NewEpic { text: text.into() })
+        .create_epic(NewEpic::new(text).unwrap())
         .await
         .unwrap()
+        .value
 }
 
 pub fn new_task(key: &str, deps: &[&str]) -> NewTask {
@@ -94,4 +105,64 @@ pub fn new_task(key: &str, deps: &[&str]) -> NewTask {
         acceptance: vec![format!("{key} works"), format!("{key} is tested")],
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
     }
+}
+
+/// A plan the core accepts.
+pub fn plan(tasks: Vec<NewTask>) -> Plan {
+    Plan::new(tasks).unwrap()
+}
+
+/// The orchestrator's decision to plan `epic`.
+pub fn plan_decision(epic: &Epic) -> NewDecision {
+    NewDecision {
+        epic_id: epic.id,
+        task_id: None,
+        actor: ORCHESTRATOR.into(),
+        decision: format!("planned epic {}", epic.id),
+        reasoning: "the planner split it".into(),
+        context: serde_json::json!({"epic": epic.id.0}),
+    }
+}
+
+/// Records `tasks` as the plan of `epic` (read at its current version) and returns the tasks.
+pub async fn planned(store: &SqliteStore, epic: &Epic, tasks: Vec<NewTask>) -> Vec<Task> {
+    store
+        .record_plan(epic.id, epic.version, &plan(tasks), 1, plan_decision(epic))
+        .await
+        .unwrap()
+        .value
+        .tasks
+}
+
+/// A planned epic's single task.
+pub async fn one_task(store: &SqliteStore, text: &str) -> Task {
+    let e = epic(store, text).await;
+    planned(store, &e, vec![new_task("a", &[])]).await.remove(0)
+}
+
+pub fn holder(pid: u32) -> LeaseHolder {
+    LeaseHolder {
+        pid,
+        host: format!("host-{pid}"),
+        label: "factory run".into(),
+    }
+}
+
+/// The journal's event kinds of `committed`, after checking they are exactly what the journal
+/// holds at their seqs.
+pub async fn journaled<T>(store: &SqliteStore, committed: &Committed<T>) -> Vec<&'static str> {
+    if let Some(first) = committed.events.first() {
+        let stored = store
+            .list_events(
+                first.seq - 1,
+                u32::try_from(committed.events.len()).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            stored, committed.events,
+            "returned events differ from the journal"
+        );
+    }
+    committed.events.iter().map(|e| e.event.kind()).collect()
 }

@@ -1,0 +1,351 @@
+//! Scenarios from the "Trustworthy runs" issue, each with real git and real processes: one run
+//! per repository, interrupted rounds not counted, waiting merges ending the run, failures kept
+//! to their epic or task, cancelling, config written by the serializer, clear errors for
+//! repositories Factory cannot use, and no Rust debug text in what people read.
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fixture::{
+    agent_runs, factory, factory_cmd, factory_repo, git, interrupt, repo, status_json, stderr,
+    stdout, tasks_of, wait_for,
+};
+
+fn runs_of(dir: &std::path::Path, prefix: &str) -> usize {
+    agent_runs(dir)
+        .iter()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+}
+
+/// Item 8: a second `factory run` says who holds the repository and exits 2; writing commands
+/// stay safe beside a run.
+#[test]
+fn a_second_run_is_refused_while_writing_commands_still_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "true");
+    std::fs::write(dir.join(".factory/SLOW_a"), "").unwrap();
+    assert!(factory(&dir, &["epic", "add", "Add a"]).status.success());
+    let first = factory_cmd(&dir, &["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first_pid = first.id();
+    wait_for(Duration::from_secs(60), "the worker to start", || {
+        runs_of(&dir, "worker 001") == 1
+    });
+    let second = factory(&dir, &["run"]);
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    let err = stderr(&second);
+    assert!(
+        err.contains("already being run by factory run") && err.contains(&first_pid.to_string()),
+        "{err}"
+    );
+    assert_eq!(runs_of(&dir, "planner"), 1, "the second run planned again");
+    assert!(factory(&dir, &["epic", "add", "Add more"]).status.success());
+    let sent = factory(
+        &dir,
+        &["mail", "send", "--to", "worker/001-add-a-file", "hello"],
+    );
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert_eq!(interrupt(first).status.code(), Some(130));
+    assert_eq!(runs_of(&dir, "worker 001"), 1, "0 overlapping worker runs");
+}
+
+/// Item 9: a round cut by Ctrl-C is run again, not counted; three interruptions do not use up
+/// `max_rounds`, and no agent is left busy.
+#[test]
+fn interrupted_rounds_are_not_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "true");
+    std::fs::write(dir.join(".factory/SLOW_a"), "").unwrap();
+    assert!(factory(&dir, &["epic", "add", "Add a"]).status.success());
+    for n in 1..=3 {
+        let child = factory_cmd(&dir, &["run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(60), "the worker to start", || {
+            runs_of(&dir, "worker 001") == n
+        });
+        assert_eq!(interrupt(child).status.code(), Some(130));
+        let status = status_json(&dir);
+        assert_eq!(tasks_of(&status)[0]["qa_rounds"], 0);
+        assert!(
+            status["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["state"] != "failed"),
+            "{status}"
+        );
+    }
+    std::fs::remove_file(dir.join(".factory/SLOW_a")).unwrap();
+    let out = factory(&dir, &["run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = status_json(&dir);
+    let task = &tasks_of(&status)[0];
+    assert_eq!(task["state"], "completed", "{task}");
+    assert_eq!(task["qa_rounds"], 1, "{task}");
+    // Every worker run was round 1: the interrupted ones were re-run, not counted.
+    let rounds: Vec<String> = agent_runs(&dir)
+        .into_iter()
+        .filter(|l| l.starts_with("worker"))
+        .collect();
+    assert_eq!(rounds.len(), 4, "{rounds:?}");
+    assert!(rounds.iter().all(|l| l.ends_with(" 1")), "{rounds:?}");
+    assert!(
+        status["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] != "busy"),
+        "{status}"
+    );
+}
+
+/// Item 10: when only merges waiting on the user's uncommitted files remain, the run exits 1
+/// saying what to commit or stash, instead of waiting forever.
+#[test]
+fn only_waiting_merges_left_exits_1_with_what_to_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["alpha"], "true");
+    std::fs::write(dir.join("alpha.txt"), "mine\n").unwrap();
+    let main_before = git(&dir, &["rev-parse", "main"]);
+    assert!(
+        factory(&dir, &["epic", "add", "Add alpha"])
+            .status
+            .success()
+    );
+    let started = Instant::now();
+    let out = factory(&dir, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let err = stderr(&out);
+    assert!(
+        err.contains("alpha.txt") && err.contains("commit or stash"),
+        "{err}"
+    );
+    assert_eq!(git(&dir, &["rev-parse", "main"]), main_before);
+    // Once the user moves their file away, the next run merges.
+    std::fs::remove_file(dir.join("alpha.txt")).unwrap();
+    let out = factory(&dir, &["run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(git(&dir, &["rev-list", "--merges", "--count", "main"]), "1");
+}
+
+/// Item 11: one epic's planner failure does not stop the other epics.
+#[test]
+fn a_planner_failure_stays_with_its_epic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "true");
+    std::fs::write(dir.join(".factory/GARBAGE_planner_epic-1"), "").unwrap();
+    assert!(
+        factory(&dir, &["epic", "add", "Broken epic"])
+            .status
+            .success()
+    );
+    assert!(
+        factory(&dir, &["epic", "add", "Good epic"])
+            .status
+            .success()
+    );
+    let out = factory(&dir, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let status = status_json(&dir);
+    assert_eq!(status["epics"][0]["epic"]["state"], "planning");
+    assert_eq!(status["epics"][1]["epic"]["state"], "completed", "{status}");
+    assert_eq!(git(&dir, &["rev-list", "--merges", "--count", "main"]), "1");
+}
+
+/// Item 11: `factory task cancel` stops the agent of a running task, removes its worktree and
+/// keeps its branch; the run goes on with the other tasks. `factory epic cancel` cancels the
+/// rest.
+#[test]
+fn cancelling_a_running_task_stops_it_and_keeps_its_branch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["slow", "quick"], "true");
+    std::fs::write(dir.join(".factory/SLOW_slow"), "").unwrap();
+    assert!(
+        factory(&dir, &["epic", "add", "Two files"])
+            .status
+            .success()
+    );
+    let child = factory_cmd(&dir, &["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(60), "the slow worker to start", || {
+        runs_of(&dir, "worker 001") == 1
+    });
+    let worktree = dir.join(".factory/worktrees/tasks/001-add-slow-file");
+    assert!(worktree.exists());
+    let started = Instant::now();
+    let out = factory(&dir, &["task", "cancel", "001"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("factory/001-add-slow-file"),
+        "{}",
+        stdout(&out)
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the slow agent was awaited, not stopped"
+    );
+    // The other task merged; the cancelled one is neither blocked nor unfinished.
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tasks = tasks_of(&status_json(&dir));
+    assert_eq!(tasks[0]["state"], "cancelled");
+    assert_eq!(tasks[1]["state"], "completed");
+    assert!(!worktree.exists());
+    assert!(!git(&dir, &["branch", "--list", "factory/001-add-slow-file"]).is_empty());
+    assert_eq!(git(&dir, &["rev-list", "--merges", "--count", "main"]), "1");
+    // A finished task cannot be cancelled; an epic can.
+    let out = factory(&dir, &["task", "cancel", "002"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("completed"), "{}", stderr(&out));
+    assert!(factory(&dir, &["epic", "add", "Another"]).status.success());
+    let out = factory(&dir, &["epic", "cancel", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(status_json(&dir)["epics"][1]["epic"]["state"], "cancelled");
+    assert!(factory(&dir, &["run"]).status.success());
+    assert_eq!(
+        runs_of(&dir, "planner"),
+        1,
+        "a cancelled epic is not planned"
+    );
+}
+
+/// Item 15: `factory init --verify` with quotes and backslashes writes TOML that reads back
+/// exactly.
+#[test]
+fn init_writes_any_verify_command_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    repo(&dir);
+    let verify = r#"pytest -k "not slow" --root 'C:\dir' \"#;
+    let out = factory(
+        &dir,
+        &["init", "--verify", verify, "--agent", "my \"agent\" \\x"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = factory(&dir, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.join(".factory/config.toml")).unwrap();
+    let parsed: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(parsed["verify"]["command"].as_str(), Some(verify));
+    assert_eq!(
+        parsed["agent"]["command"].as_str(),
+        Some("my \"agent\" \\x")
+    );
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure: {}", stdout(out));
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    lines[0].to_owned()
+}
+
+/// Item 17: clear errors for a bare repository, a repository without commits, an epic file
+/// that is not UTF-8 and an invalid main branch; inside a task worktree a command acts on the
+/// main checkout.
+#[test]
+fn repositories_factory_cannot_use_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = tmp.path().join("bare.git");
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "-q", "--bare"]);
+    let line = one_error_line(&factory(&bare, &["init"]));
+    assert!(
+        line.contains("bare repository") && line.contains("git clone"),
+        "{line}"
+    );
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    git(&empty, &["init", "-q", "-b", "main"]);
+    let line = one_error_line(&factory(&empty, &["init"]));
+    assert!(
+        line.contains("no commits") && line.contains("git commit"),
+        "{line}"
+    );
+
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "true");
+    std::fs::write(dir.join("epic.txt"), b"Add a \xff\xfe file\n").unwrap();
+    let line = one_error_line(&factory(&dir, &["epic", "add", "--file", "epic.txt"]));
+    assert!(
+        line.contains("not UTF-8") && line.contains("epic.txt"),
+        "{line}"
+    );
+
+    let cfg = dir.join(".factory/config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("main_branch = \"main\"", "main_branch = \"my main\""),
+    )
+    .unwrap();
+    let line = one_error_line(&factory(&dir, &["status"]));
+    assert!(
+        line.contains("main_branch") && line.contains("not a valid branch name"),
+        "{line}"
+    );
+    std::fs::write(&cfg, &text).unwrap();
+
+    // Inside a task's worktree, commands find the main checkout's .factory.
+    assert!(factory(&dir, &["epic", "add", "Add a"]).status.success());
+    assert!(factory(&dir, &["run"]).status.success());
+    git(&dir, &["worktree", "add", "-q", "../side", "-b", "side"]);
+    let out = factory(&tmp.path().join("side"), &["tasks"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("001-add-a-file"), "{}", stdout(&out));
+    assert!(!tmp.path().join("side/.factory").exists());
+}
+
+/// Item 19 (and 18's escaping): what people read has no `Some(`, `None` or Rust debug names,
+/// and terminal escape sequences from agents are shown, not executed.
+#[test]
+fn output_has_no_rust_debug_text_and_no_raw_escapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a", "b"], "true");
+    std::fs::write(dir.join(".factory/FAIL_worker"), "").unwrap();
+    assert!(
+        factory(&dir, &["epic", "add", "Add \u{1b}[31mred\u{1b}[0m files"])
+            .status
+            .success()
+    );
+    let mut all = String::new();
+    for args in [
+        &["run"][..],
+        &["status"],
+        &["tasks"],
+        &["epic", "list"],
+        &["mail"],
+        &["decisions"],
+        &["log", "001"],
+        &["spec", "show", "001"],
+        &["task", "retry", "042"],
+        &["task", "cancel", "nope"],
+    ] {
+        let out = factory(&dir, args);
+        all.push_str(&stdout(&out));
+        all.push_str(&stderr(&out));
+    }
+    for needle in ["Some(", "None", "InProgress", "\u{1b}["] {
+        assert!(!all.contains(needle), "output contains {needle:?}:\n{all}");
+    }
+    assert!(all.contains("exited with code 3"), "{all}");
+}
