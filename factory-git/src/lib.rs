@@ -10,6 +10,7 @@
 //! only fast-forwarded to a merge when none of their changes is in a path the merge touches.
 
 mod cli;
+mod health;
 mod merge;
 mod read;
 mod repo;

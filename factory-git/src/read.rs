@@ -344,3 +344,89 @@ pub(crate) async fn create_parent_dir(path: &std::path::Path) -> Result<(), VcsE
             source,
         })
 }
+
+/// Untracked, not ignored repositories inside the worktree (a directory holding its own `.git`
+/// that is not a submodule the index tracks), as worktree-relative paths. `git add --all` would
+/// record each as a gitlink to a commit nobody else has.
+pub(crate) fn nested_repositories(repo: &gix::Repository) -> Result<Vec<String>, VcsError> {
+    use gix::dir::entry::{Kind, Status};
+    use gix::dir::walk::EmissionMode;
+
+    let index = repo.index_or_empty().map_err(read_err)?;
+    let options = repo
+        .dirwalk_options()
+        .map_err(read_err)?
+        .emit_untracked(EmissionMode::Matching)
+        .emit_ignored(None)
+        .recurse_repositories(false)
+        .empty_patterns_match_prefix(false);
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let iter = repo
+        .dirwalk_iter(
+            index,
+            Vec::<gix::bstr::BString>::new(),
+            interrupt.into(),
+            options,
+        )
+        .map_err(read_err)?;
+    let mut nested = Vec::new();
+    for item in iter {
+        let item = item.map_err(read_err)?;
+        if item.entry.disk_kind == Some(Kind::Repository) && item.entry.status == Status::Untracked
+        {
+            nested.push(item.entry.rela_path.to_string());
+        }
+    }
+    nested.sort();
+    Ok(nested)
+}
+
+/// The first-parent commit of `into` that brought `commit` in: walking `into`'s first-parent
+/// chain from its tip, the last commit that still contains `commit` (the merge commit, or
+/// `commit` itself when it was fast-forwarded onto the chain). `None` when `commit` is not
+/// reachable from `into`.
+pub(crate) fn first_parent_containing(
+    repo: &gix::Repository,
+    commit: ObjectId,
+    into: ObjectId,
+) -> Result<Option<ObjectId>, VcsError> {
+    if !is_ancestor(repo, commit, into)? {
+        return Ok(None);
+    }
+    let mut containing = into;
+    loop {
+        if containing == commit {
+            return Ok(Some(containing));
+        }
+        let parent = repo
+            .find_commit(containing)
+            .map_err(read_err)?
+            .parent_ids()
+            .next()
+            .map(|id| id.detach());
+        match parent {
+            Some(parent) if is_ancestor(repo, commit, parent)? => containing = parent,
+            _ => return Ok(Some(containing)),
+        }
+    }
+}
+
+/// Operations in progress in a checkout whose git directory is `git_dir` (a rebase, merge,
+/// cherry-pick, revert or bisect), named for a message; empty when none.
+pub(crate) fn operations_in_progress(git_dir: &Path) -> Vec<&'static str> {
+    const MARKERS: &[(&str, &str)] = &[
+        ("rebase-merge", "a rebase"),
+        ("rebase-apply", "a rebase or `git am`"),
+        ("MERGE_HEAD", "a merge"),
+        ("CHERRY_PICK_HEAD", "a cherry-pick"),
+        ("REVERT_HEAD", "a revert"),
+        ("BISECT_LOG", "a bisect"),
+    ];
+    let mut found: Vec<&'static str> = MARKERS
+        .iter()
+        .filter(|(file, _)| std::fs::symlink_metadata(git_dir.join(file)).is_ok())
+        .map(|(_, what)| *what)
+        .collect();
+    found.dedup();
+    found
+}

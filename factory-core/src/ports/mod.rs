@@ -13,4 +13,6 @@ pub use agent::{
 pub use clock::{Clock, SystemClock};
 pub use sandbox::{CommandOutput, CommandSpec, Sandbox, SandboxError};
 pub use store::{Store, StoreError, StoredEvent};
-pub use vcs::{CommitId, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError};
+pub use vcs::{
+    BranchUpdate, CommitId, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError, WorktreeDamage,
+};

@@ -1,6 +1,6 @@
 //! `update_branch`: rebasing a task branch onto main.
 
-use factory_core::ports::{UpdateOutcome, Vcs};
+use factory_core::ports::{CommitId, UpdateOutcome, Vcs};
 
 use crate::fixture::{Fixture, git_in, git_output};
 
@@ -11,8 +11,11 @@ async fn a_branch_that_contains_main_is_up_to_date() {
     let dir = fx.branch_with("030-fresh", &[("x.txt", "x\n")]);
     let tip = fx.rev("factory/030-fresh");
     assert_eq!(
-        repo.update_branch(&dir, "main").await.unwrap(),
-        UpdateOutcome::UpToDate
+        repo.update_branch(&dir, "factory/030-fresh", "main")
+            .await
+            .unwrap()
+            .outcome,
+        UpdateOutcome::UpToDate(CommitId(tip.clone()))
     );
     assert_eq!(fx.rev("factory/030-fresh"), tip);
 }
@@ -24,7 +27,11 @@ async fn a_branch_behind_main_is_rebased_onto_it() {
     let dir = fx.branch_with("031-behind", &[("x.txt", "x\n")]);
     let main = fx.advance_main(&[("m.txt", "main moved\n")]);
 
-    let outcome = repo.update_branch(&dir, "main").await.unwrap();
+    let outcome = repo
+        .update_branch(&dir, "factory/031-behind", "main")
+        .await
+        .unwrap()
+        .outcome;
     let UpdateOutcome::Rebased(tip) = outcome else {
         panic!("expected Rebased, got {outcome:?}");
     };
@@ -39,8 +46,11 @@ async fn a_branch_behind_main_is_rebased_onto_it() {
     );
     assert!(repo.is_merged("main", "factory/031-behind").await.unwrap());
     assert_eq!(
-        repo.update_branch(&dir, "main").await.unwrap(),
-        UpdateOutcome::UpToDate
+        repo.update_branch(&dir, "factory/031-behind", "main")
+            .await
+            .unwrap()
+            .outcome,
+        UpdateOutcome::UpToDate(tip)
     );
 }
 
@@ -52,7 +62,11 @@ async fn a_conflicting_rebase_is_aborted_and_the_branch_left_as_it_was() {
     let tip = fx.rev("factory/032-clash");
     fx.advance_main(&[("a.txt", "alpha from main\n")]);
 
-    let outcome = repo.update_branch(&dir, "main").await.unwrap();
+    let outcome = repo
+        .update_branch(&dir, "factory/032-clash", "main")
+        .await
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         UpdateOutcome::Conflict {
