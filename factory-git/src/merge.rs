@@ -218,6 +218,16 @@ impl GitRepo {
         let Some(checkout) = holder else {
             return self.swap_branch(branch, into, old, merged).await;
         };
+        // Nothing can commit through this checkout's HEAD now, but `into` may already have moved
+        // (a commit made before the lock, a fetch into it): then leave the checkout alone.
+        let into_owned = into.to_owned();
+        let now = with_repo(&self.root, move |repo| read::branch_tip(repo, &into_owned)).await?;
+        if now != Some(old) {
+            return Ok(MergeOutcome::MainMoved {
+                expected: CommitId(old.to_string()),
+                actual: now.map(|now| CommitId(now.to_string())),
+            });
+        }
         let blockers = self
             .blocking_paths(&checkout.work_tree, old, merged)
             .await?;
@@ -589,7 +599,7 @@ fn waiting_for_changes(into: &str, checkout: &Path, files: Vec<String>) -> Merge
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use factory_core::ports::{MergeOutcome, Vcs};
+    use factory_core::ports::{CommitId, MergeOutcome, Vcs};
 
     use super::{MergeWorktree, overlaps};
     use crate::read::{self, with_repo};
@@ -654,6 +664,72 @@ mod tests {
             state(merged).await.unwrap(),
             MergeWorktree::Unknown
         ));
+    }
+
+    /// Main moves between the merge reading it and landing the merge (the user commits on it):
+    /// the compare-and-swap loses, nothing is lost, and the user's checkout, already brought to
+    /// the merge by then, is put back to their commit's state.
+    #[tokio::test]
+    async fn a_lost_compare_and_swap_is_main_moved_and_changes_nothing() {
+        let (_tmp, root, repo) = sample_repo();
+        git(&root, &["branch", "factory/one"]);
+        git(
+            &root,
+            &["worktree", "add", "-q", ".factory/one", "factory/one"],
+        );
+        let task = root.join(".factory/one");
+        std::fs::write(task.join("one.txt"), "1\n").unwrap();
+        let verified = repo
+            .commit_all(&task, "factory/one", "one")
+            .await
+            .unwrap()
+            .unwrap();
+        let old = with_repo(&root, read::head_commit).await.unwrap();
+        let verified = gix::ObjectId::from_hex(verified.0.as_bytes()).unwrap();
+        // The merge commit, made the way `merge_locked` makes it.
+        repo.prepare_merge_worktree(old).await.unwrap();
+        let merge_dir = repo.merge_worktree().to_owned();
+        git(
+            &merge_dir,
+            &["merge", "-q", "--no-ff", "-m", "m", &verified.to_string()],
+        );
+        let merged = with_repo(&merge_dir, read::head_commit).await.unwrap();
+
+        // Meanwhile the user commits on main, in their checkout of it.
+        std::fs::write(root.join("user.txt"), "user\n").unwrap();
+        git(&root, &["add", "user.txt"]);
+        git(&root, &["commit", "-q", "-m", "user"]);
+        let user = with_repo(&root, read::head_commit).await.unwrap();
+
+        let outcome = repo.land("factory/one", "main", old, merged).await.unwrap();
+        assert_eq!(
+            outcome,
+            MergeOutcome::MainMoved {
+                expected: CommitId(old.to_string()),
+                actual: Some(CommitId(user.to_string())),
+            }
+        );
+        assert_eq!(git(&root, &["rev-parse", "main"]).trim(), user.to_string());
+        assert_eq!(
+            git(&root, &["symbolic-ref", "HEAD"]).trim(),
+            "refs/heads/main"
+        );
+        assert!(git(&root, &["status", "--porcelain"]).is_empty());
+        assert!(!root.join("one.txt").exists());
+        assert!(!root.join(".git/HEAD.lock").exists());
+
+        // The same with the user on another branch: main is still not moved.
+        git(&root, &["checkout", "-q", "-b", "feature"]);
+        let outcome = repo.land("factory/one", "main", old, merged).await.unwrap();
+        assert!(
+            matches!(outcome, MergeOutcome::MainMoved { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(git(&root, &["rev-parse", "main"]).trim(), user.to_string());
+        assert_eq!(
+            git(&root, &["rev-parse", "feature"]).trim(),
+            user.to_string()
+        );
     }
 
     #[test]

@@ -321,6 +321,23 @@ impl Factory {
         )
         .await?;
         files.write_plan(3, &[])?;
+        // The reviewer ran in the worktree too: verify only what is still the task's worktree.
+        let worktree = self.layout().task_worktree(&task.spec_id);
+        let branch = task.branch.clone().unwrap_or_else(|| task.spec_id.branch());
+        if let Some(damage) = self
+            .inner
+            .ports
+            .vcs
+            .worktree_damage(&worktree, &branch)
+            .await?
+        {
+            let damaged = VcsError::WorktreeDamaged {
+                path: worktree,
+                damage,
+            };
+            self.block(&task, damaged.to_string()).await?;
+            return Ok(None);
+        }
         let verify = self.verify(&task, round, VerifyStage::Qa).await?;
         let passed = review.verdict == Verdict::Approve && verify.passed();
         files.append_qa_round(round, &review, &verify, passed)?;
