@@ -175,7 +175,7 @@ impl GitRepo {
         }
         let mut locks = Vec::new();
         for at in &checkouts {
-            match HeadLock::acquire(&at.git_dir) {
+            match HeadLock::acquire_soon(&at.git_dir).await {
                 Ok(lock) => locks.push(lock),
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
                     return Ok(MergeOutcome::Waiting {
@@ -234,16 +234,19 @@ impl GitRepo {
         if !blockers.is_empty() {
             return Ok(waiting_for_changes(into, &checkout.work_tree, blockers));
         }
-        // Stat information only; lets read-tree see that unchanged files are clean.
-        let _ = self
-            .git
-            .run(&checkout, ["update-index", "-q", "--refresh"])
-            .await?;
         let (old_hex, merged_hex) = (old.to_string(), merged.to_string());
-        let out = self
-            .git
-            .run(&checkout, ["read-tree", "-m", "-u", &old_hex, &merged_hex])
-            .await?;
+        let read_tree = ["read-tree", "-m", "-u", &old_hex, &merged_hex];
+        let mut out = self.git.run(&checkout, read_tree).await?;
+        if !out.success() {
+            // Perhaps only stale stat information in the index (a file touched but unchanged),
+            // which read-tree takes for a modification: refresh it, as `git status` would, and
+            // try once more.
+            let _ = self
+                .git
+                .run(&checkout, ["update-index", "-q", "--refresh"])
+                .await?;
+            out = self.git.run(&checkout, read_tree).await?;
+        }
         if !out.success() {
             // read-tree checks every path before writing any: the checkout is as it was.
             let blockers = self
@@ -548,6 +551,25 @@ impl HeadLock {
             .create_new(true)
             .open(&path)?;
         Ok(HeadLock { path })
+    }
+
+    /// [`acquire`](HeadLock::acquire), retried for up to about a second while another git
+    /// command holds the lock: the user's commands hold it for milliseconds, and waiting that
+    /// long is cheaper than a merge retry.
+    async fn acquire_soon(git_dir: &Path) -> std::io::Result<HeadLock> {
+        const ATTEMPTS: u32 = 20;
+        let mut attempt = 1;
+        loop {
+            match HeadLock::acquire(git_dir) {
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::AlreadyExists && attempt < ATTEMPTS =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                result => return result,
+            }
+        }
     }
 }
 

@@ -253,3 +253,25 @@ async fn a_branch_the_user_merged_by_hand_is_recognised_with_the_commit_that_bro
         .unwrap();
     assert_eq!(outcome, MergeOutcome::AlreadyMerged(verified));
 }
+
+/// A file the merge changes that the user only touched (same content, new inode and times) is
+/// not in the way: its stale stat information is refreshed and the checkout follows main.
+#[tokio::test]
+async fn a_touched_but_unchanged_file_does_not_hold_up_the_checkout() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    fx.branch_with("057-touch", &[("a.txt", "alpha from the branch\n")]);
+    fx.write("a.txt.tmp", "alpha\n");
+    std::fs::rename(fx.root.join("a.txt.tmp"), fx.root.join("a.txt")).unwrap();
+
+    let outcome = repo
+        .merge_no_ff("factory/057-touch", "main", "Merge 057")
+        .await
+        .unwrap();
+    let MergeOutcome::Merged(merge) = outcome else {
+        panic!("expected Merged, got {outcome:?}");
+    };
+    assert_eq!(fx.rev("HEAD"), merge.0);
+    assert_eq!(fx.read("a.txt"), b"alpha from the branch\n");
+    assert!(fx.git(&["status", "--porcelain"]).is_empty());
+}
