@@ -11,9 +11,10 @@
 //! 3. The new commit lands on `into` ([`GitRepo::land`]). Factory takes `HEAD.lock` of the user's
 //!    checkout (and of any other worktree that has `into` checked out), git's own lock, so for
 //!    those few milliseconds no git command can switch branches or commit there. Under it:
-//!    - a checkout with a rebase, merge, cherry-pick, revert or bisect in progress → `Waiting`
-//!      (even when it is not on `into`: a rebase of `into` finishing later would otherwise find
-//!      it moved);
+//!    - a checkout with an operation in progress that concerns `into` → `Waiting`: a rebase of
+//!      `into` (finishing later, it would find `into` moved and fail), a merge, cherry-pick or
+//!      revert being made on `into`, a bisect started from it. The user rebasing or merging
+//!      another branch does not hold up `into`, which then moves without touching the checkout;
 //!    - a checkout whose `HEAD` is `into` at that instant is brought from the old tip to the merge
 //!      with `git read-tree -m -u`, which changes only files that are clean there and moves no
 //!      ref; if one of its uncommitted paths is touched by the merge → `Waiting`, nothing moves;
@@ -198,19 +199,19 @@ impl GitRepo {
         // From here until the locks drop, no git command can change these checkouts' HEADs.
         let mut holder = None;
         for at in &checkouts {
-            let busy = read::operations_in_progress(&at.git_dir);
-            if !busy.is_empty() {
+            let head = std::fs::read_to_string(at.git_dir.join("HEAD")).unwrap_or_default();
+            let head_on_into =
+                head.trim().strip_prefix("ref:").map(str::trim) == Some(into_ref.as_str());
+            if let Some(busy) = read::operation_on(&at.git_dir, &into_ref, head_on_into) {
                 return Ok(MergeOutcome::Waiting {
                     reason: format!(
-                        "merging into `{into}` is waiting: {} is in progress in {}; finish or abort it and run again",
-                        busy.join(" and "),
+                        "merging into `{into}` is waiting: {busy} is in progress in {}; finish or abort it and run again",
                         at.work_tree.display()
                     ),
                     files: Vec::new(),
                 });
             }
-            let head = std::fs::read_to_string(at.git_dir.join("HEAD")).unwrap_or_default();
-            if head.trim().strip_prefix("ref:").map(str::trim) == Some(into_ref.as_str()) {
+            if head_on_into {
                 holder = Some(at.clone());
             }
         }

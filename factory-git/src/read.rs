@@ -411,22 +411,36 @@ pub(crate) fn first_parent_containing(
     }
 }
 
-/// Operations in progress in a checkout whose git directory is `git_dir` (a rebase, merge,
-/// cherry-pick, revert or bisect), named for a message; empty when none.
-pub(crate) fn operations_in_progress(git_dir: &Path) -> Vec<&'static str> {
-    const MARKERS: &[(&str, &str)] = &[
-        ("rebase-merge", "a rebase"),
-        ("rebase-apply", "a rebase or `git am`"),
-        ("MERGE_HEAD", "a merge"),
-        ("CHERRY_PICK_HEAD", "a cherry-pick"),
-        ("REVERT_HEAD", "a revert"),
-        ("BISECT_LOG", "a bisect"),
-    ];
-    let mut found: Vec<&'static str> = MARKERS
-        .iter()
-        .filter(|(file, _)| std::fs::symlink_metadata(git_dir.join(file)).is_ok())
-        .map(|(_, what)| *what)
-        .collect();
-    found.dedup();
-    found
+/// The operation in progress in the checkout whose git directory is `git_dir` that moving
+/// `into_ref` (a full ref name) would interfere with, described for a message: a rebase of
+/// `into`; a merge, cherry-pick or revert being made on it (`head_on_into`: the checkout's
+/// `HEAD` is `into`); a bisect started from it. `None` when there is none, including when the
+/// user is rebasing or merging another branch: moving `into` does not disturb that.
+pub(crate) fn operation_on(git_dir: &Path, into_ref: &str, head_on_into: bool) -> Option<String> {
+    let short = into_ref.strip_prefix("refs/heads/").unwrap_or(into_ref);
+    for dir in ["rebase-merge", "rebase-apply"] {
+        let head_name = std::fs::read_to_string(git_dir.join(dir).join("head-name"));
+        if head_name.is_ok_and(|name| name.trim() == into_ref) {
+            return Some(format!("a rebase of `{short}`"));
+        }
+    }
+    if head_on_into {
+        for (file, what) in [
+            ("MERGE_HEAD", "a merge"),
+            ("CHERRY_PICK_HEAD", "a cherry-pick"),
+            ("REVERT_HEAD", "a revert"),
+        ] {
+            if std::fs::symlink_metadata(git_dir.join(file)).is_ok() {
+                return Some(format!("{what} into `{short}`"));
+            }
+        }
+        if std::fs::symlink_metadata(git_dir.join("sequencer")).is_ok() {
+            return Some(format!("a cherry-pick or revert sequence on `{short}`"));
+        }
+    }
+    let bisect_start = std::fs::read_to_string(git_dir.join("BISECT_START"));
+    if bisect_start.is_ok_and(|start| start.trim() == short || start.trim() == into_ref) {
+        return Some(format!("a bisect started from `{short}`"));
+    }
+    None
 }

@@ -269,10 +269,10 @@ impl GitRepo {
         let Some(at) = self.registered_checkout(path).await else {
             return Ok(());
         };
-        if read::operations_in_progress(&at.git_dir)
+        let rebasing = ["rebase-merge", "rebase-apply"]
             .iter()
-            .any(|op| op.contains("rebase"))
-        {
+            .any(|dir| std::fs::symlink_metadata(at.git_dir.join(dir)).is_ok());
+        if rebasing {
             tracing::info!(path = %path.display(), "aborting an interrupted rebase");
             let out = self.git.run(&at, ["rebase", "--abort"]).await?;
             if !out.success() {

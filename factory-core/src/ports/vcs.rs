@@ -58,8 +58,9 @@ pub enum MergeOutcome {
     /// the merge commit, or the verified commit itself when it was fast-forwarded.
     AlreadyMerged(CommitId),
     /// The merge cannot happen without touching the user's uncommitted files, or the user's
-    /// checkout is in the middle of a rebase, merge, cherry-pick, revert or bisect; main is
-    /// unchanged. Try again later.
+    /// checkout is in the middle of rebasing main, merging (cherry-picking, reverting) into it or
+    /// bisecting from it, or a git command holds its `HEAD.lock`; main is unchanged. Try again
+    /// later.
     Waiting {
         /// Why, for `factory status`.
         reason: String,
@@ -245,8 +246,8 @@ pub trait Vcs: Send + Sync {
     /// compare-and-swap from the tip the merge was made on ([`MergeOutcome::MainMoved`] if it
     /// lost). No other ref moves. The user's checkout follows only if it has `into` checked out
     /// at that instant and is clean where the merge changes files; if it is dirty there, or in
-    /// the middle of a rebase, merge, cherry-pick, revert or bisect, returns
-    /// [`MergeOutcome::Waiting`] and changes nothing. A `verified` commit already on `into`
+    /// the middle of a rebase of `into`, a merge, cherry-pick or revert into it or a bisect from
+    /// it, returns [`MergeOutcome::Waiting`] and changes nothing. A `verified` commit already on `into`
     /// gives [`MergeOutcome::AlreadyMerged`] with the commit that brought it in.
     async fn merge_verified(
         &self,

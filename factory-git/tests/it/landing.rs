@@ -108,7 +108,7 @@ async fn switching_branches_during_merges_never_moves_another_branch() {
     }
 }
 
-/// The user's checkout is in the middle of a merge: Factory waits and moves nothing.
+/// The user is in the middle of a merge into main: Factory waits and moves nothing.
 #[tokio::test]
 async fn a_checkout_with_an_operation_in_progress_makes_the_merge_wait() {
     let fx = Fixture::new();
@@ -135,7 +135,10 @@ async fn a_checkout_with_an_operation_in_progress_makes_the_merge_wait() {
     let MergeOutcome::Waiting { reason, files } = outcome else {
         panic!("expected Waiting, got {outcome:?}");
     };
-    assert!(reason.contains("a merge is in progress"), "{reason}");
+    assert!(
+        reason.contains("a merge into `main` is in progress"),
+        "{reason}"
+    );
     assert!(files.is_empty());
     assert_eq!(fx.rev("main"), main);
     assert!(fx.root.join(".git/MERGE_HEAD").exists());
@@ -274,4 +277,52 @@ async fn a_touched_but_unchanged_file_does_not_hold_up_the_checkout() {
     assert_eq!(fx.rev("HEAD"), merge.0);
     assert_eq!(fx.read("a.txt"), b"alpha from the branch\n");
     assert!(fx.git(&["status", "--porcelain"]).is_empty());
+}
+
+/// The user is in the middle of rebasing `main` itself: the merge waits (the rebase, finishing
+/// later, would find main moved). Rebasing another branch does not hold main up, and the
+/// checkout, mid-rebase, is not touched.
+#[tokio::test]
+async fn a_rebase_of_main_makes_the_merge_wait_and_a_rebase_of_another_branch_does_not() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    fx.branch_with("058-rebase", &[("new.txt", "new\n")]);
+    fx.git(&["checkout", "-q", "-b", "side"]);
+    fx.write("a.txt", "alpha on side\n");
+    fx.git(&["commit", "-q", "-am", "side"]);
+    fx.git(&["checkout", "-q", "main"]);
+    fx.write("a.txt", "alpha on main\n");
+    fx.git(&["commit", "-q", "-am", "main"]);
+    let main = fx.rev("main");
+
+    // Rebasing main onto side conflicts and stops.
+    assert!(!git_output(&fx.root, &["rebase", "side"]).status.success());
+    let outcome = repo
+        .merge_no_ff("factory/058-rebase", "main", "Merge 058")
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, MergeOutcome::Waiting { reason, .. } if reason.contains("a rebase of `main`")),
+        "{outcome:?}"
+    );
+    assert_eq!(fx.rev("main"), main);
+    fx.git(&["rebase", "--abort"]);
+
+    // Rebasing side onto main conflicts and stops: main still moves.
+    fx.git(&["checkout", "-q", "side"]);
+    assert!(!git_output(&fx.root, &["rebase", "main"]).status.success());
+    let status = fx.git(&["status", "--porcelain"]);
+    let outcome = repo
+        .merge_no_ff("factory/058-rebase", "main", "Merge 058")
+        .await
+        .unwrap();
+    let MergeOutcome::Merged(merge) = outcome else {
+        panic!("expected Merged, got {outcome:?}");
+    };
+    assert_eq!(fx.rev("main"), merge.0);
+    assert_eq!(fx.rev("main^1"), main);
+    assert_eq!(fx.git(&["status", "--porcelain"]), status);
+    assert!(!fx.root.join("new.txt").exists());
+    fx.git(&["rebase", "--abort"]);
+    assert_eq!(fx.git(&["symbolic-ref", "HEAD"]).trim(), "refs/heads/side");
 }
