@@ -2,7 +2,7 @@
 //! no hooks, no signing, no prompts and C-locale output, whatever the user's configuration says.
 
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -42,6 +42,18 @@ const CLEARED_ENV: &[&str] = &[
     "GIT_NAMESPACE",
     "GIT_PREFIX",
 ];
+
+/// A checkout named the way every git call names it: its git directory and its work tree, both
+/// explicit, so git never discovers a repository by walking up from the directory it runs in.
+/// Without this, a task worktree whose `.git` file an agent deleted would make git find the
+/// user's repository above it and act there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checkout {
+    /// `.git` of the main checkout, or `.git/worktrees/<name>` of a linked worktree.
+    pub(crate) git_dir: PathBuf,
+    /// The checkout's top-level directory; git also runs in it.
+    pub(crate) work_tree: PathBuf,
+}
 
 /// What a finished git process left behind.
 #[derive(Debug)]
@@ -93,9 +105,14 @@ impl GitCli {
         GitCli { identity }
     }
 
-    /// Runs `git <args>` in `dir` and returns its output whatever the exit status; fails only when
+    /// The identity Factory commits (and writes reflog entries) as.
+    pub(crate) fn identity(&self) -> &GitIdentity {
+        &self.identity
+    }
+
+    /// Runs `git <args>` on `at` and returns its output whatever the exit status; fails only when
     /// git could not be started.
-    pub(crate) async fn run<I, S>(&self, dir: &Path, args: I) -> Result<GitOutput, VcsError>
+    pub(crate) async fn run<I, S>(&self, at: &Checkout, args: I) -> Result<GitOutput, VcsError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -109,6 +126,7 @@ impl GitCli {
             .map(|arg| arg.to_string_lossy())
             .collect::<Vec<_>>()
             .join(" ");
+        let dir = &at.work_tree;
         let span = tracing::debug_span!("git", cmd = %command, cwd = %dir.display());
         async {
             let started = Instant::now();
@@ -116,10 +134,16 @@ impl GitCli {
             for setting in FIXED_CONFIG {
                 cmd.arg("-c").arg(setting);
             }
+            let mut git_dir = OsString::from("--git-dir=");
+            git_dir.push(&at.git_dir);
+            let mut work_tree = OsString::from("--work-tree=");
+            work_tree.push(&at.work_tree);
             cmd.arg("-c")
                 .arg(format!("user.name={}", self.identity.name))
                 .arg("-c")
                 .arg(format!("user.email={}", self.identity.email))
+                .arg(git_dir)
+                .arg(work_tree)
                 .args(&args)
                 .current_dir(dir)
                 .env("GIT_AUTHOR_NAME", &self.identity.name)
@@ -138,6 +162,11 @@ impl GitCli {
                 .kill_on_drop(true);
             for var in CLEARED_ENV {
                 cmd.env_remove(var);
+            }
+            // A second belt: should anything in git still search for a repository (a
+            // subprocess that drops `--git-dir`), it may not look above the checkout.
+            if let Some(parent) = dir.parent() {
+                cmd.env("GIT_CEILING_DIRECTORIES", parent);
             }
             let output = cmd.output().await.map_err(|source| VcsError::Io {
                 context: format!("running `git {command}` in {}", dir.display()),
@@ -161,13 +190,13 @@ impl GitCli {
         .await
     }
 
-    /// Runs `git <args>` in `dir` and fails with [`VcsError::Git`] unless it exits with 0.
-    pub(crate) async fn ok<I, S>(&self, dir: &Path, args: I) -> Result<GitOutput, VcsError>
+    /// Runs `git <args>` on `at` and fails with [`VcsError::Git`] unless it exits with 0.
+    pub(crate) async fn ok<I, S>(&self, at: &Checkout, args: I) -> Result<GitOutput, VcsError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let out = self.run(dir, args).await?;
+        let out = self.run(at, args).await?;
         if out.success() {
             Ok(out)
         } else {
@@ -175,10 +204,10 @@ impl GitCli {
         }
     }
 
-    /// Paths with unresolved conflicts in the index of the worktree at `dir`.
-    pub(crate) async fn unmerged_paths(&self, dir: &Path) -> Result<Vec<String>, VcsError> {
+    /// Paths with unresolved conflicts in the index of `at`.
+    pub(crate) async fn unmerged_paths(&self, at: &Checkout) -> Result<Vec<String>, VcsError> {
         let out = self
-            .ok(dir, ["diff", "--name-only", "--diff-filter=U", "-z"])
+            .ok(at, ["diff", "--name-only", "--diff-filter=U", "-z"])
             .await?;
         let mut files = out.nul_separated();
         files.sort();

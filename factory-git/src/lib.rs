@@ -5,11 +5,18 @@
 //! updates) goes through the `git` binary with Factory's identity, hooks disabled and signing
 //! off, so what Factory does never depends on the user's global git configuration.
 //!
-//! The invariant this crate exists to keep: the user's working tree, index and uncommitted files
-//! are never modified or lost. Merges are made in a dedicated worktree; the user's checkout is
-//! only fast-forwarded to a merge when none of their changes is in a path the merge touches.
+//! The invariants this crate exists to keep:
+//! - the user's working tree, index and uncommitted files are never modified or lost. Merges are
+//!   made in a dedicated worktree; the user's checkout is only moved to a merge when it has main
+//!   checked out at that instant and none of their changes is in a path the merge touches;
+//! - no ref moves but Factory's own branches and main, and main only by compare-and-swap from the
+//!   tip the merge was made on, to a merge of exactly the commit that passed verify;
+//! - git never discovers a repository: every call names its git directory and work tree, and a
+//!   task worktree is checked (`health.rs`) to still be the task's worktree on the task's branch
+//!   before anything is committed or rebased there.
 
 mod cli;
+mod health;
 mod merge;
 mod read;
 mod repo;

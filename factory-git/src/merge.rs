@@ -1,38 +1,61 @@
-//! `--no-ff` merges that never touch the user's uncommitted work.
+//! `--no-ff` merges of exactly the verified commit, that never touch the user's uncommitted work
+//! and move no ref but `into`, and that only by compare-and-swap.
 //!
-//! 1. If the branch is already reachable from `into`, there is nothing to do.
+//! 1. The verified commit is looked up on `into`: if it is already there (a retried step, or the
+//!    user merged the branch by hand), the outcome is `AlreadyMerged` with the first-parent
+//!    commit that brought it in. Otherwise the branch's tip must still be that commit
+//!    (`TipMoved` if not).
 //! 2. The merge commit is made in Factory's own merge worktree (detached at `into`'s tip; reset
 //!    and cleaned first unless it already is exactly that, which is what the previous merge
 //!    leaves), so a conflict or a crash never leaves anything in the user's checkout.
-//! 3. The new commit lands on `into`:
-//!    - if some worktree (normally the user's checkout) has `into` checked out, and none of its
-//!      uncommitted paths (modified, staged, untracked, or ignored-but-in-the-way) is touched by
-//!      the merge, that checkout is fast-forwarded with `git merge --ff-only`, which moves index,
-//!      files and branch together and keeps every unrelated change as it was; otherwise the
-//!      outcome is `Waiting` and nothing moves;
-//!    - if no worktree has it checked out, the ref moves with a compare-and-swap `update-ref`.
+//! 3. The new commit lands on `into` ([`GitRepo::land`]). Factory takes `HEAD.lock` of the user's
+//!    checkout (and of any other worktree that has `into` checked out), git's own lock, so for
+//!    those few milliseconds no git command can switch branches or commit there. Under it:
+//!    - a checkout with an operation in progress that concerns `into` → `Waiting`: a rebase of
+//!      `into` (finishing later, it would find `into` moved and fail), a merge, cherry-pick or
+//!      revert being made on `into`, a bisect started from it. The user rebasing or merging
+//!      another branch does not hold up `into`, which then moves without touching the checkout;
+//!    - a checkout whose `HEAD` is `into` at that instant is brought from the old tip to the merge
+//!      with `git read-tree -m -u`, which changes only files that are clean there and moves no
+//!      ref; if one of its uncommitted paths is touched by the merge → `Waiting`, nothing moves;
+//!    - then `into` moves by compare-and-swap from the old tip (in-process, so the held
+//!      `HEAD.lock` does not stand in the way). If that loses (someone moved `into`), the checkout
+//!      is put back and the outcome is `MainMoved`.
+//!
+//!    Unlike `git merge --ff-only` in the user's checkout, nothing here follows `HEAD` to
+//!    whatever branch the user just switched to.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use factory_core::ports::{CommitId, MergeOutcome, VcsError};
 use gix::ObjectId;
 use tracing::Instrument;
 
-use crate::read::{self, with_repo};
+use crate::cli::Checkout;
+use crate::read::{self, read_err, with_repo};
 use crate::repo::GitRepo;
 use crate::worktree::{normalize, same_path};
+
+/// What a merge found on `into` and the branch before making anything.
+enum Preflight {
+    /// Nothing to do, or nothing allowed.
+    Done(MergeOutcome),
+    /// Merge `verified` onto `old`.
+    Merge { old: ObjectId, verified: ObjectId },
+}
 
 impl GitRepo {
     /// See the module documentation.
     pub(crate) async fn merge(
         &self,
         branch: &str,
+        verified: &CommitId,
         into: &str,
         message: &str,
     ) -> Result<MergeOutcome, VcsError> {
         let _merging = self.merge_lock.lock().await;
-        let span = tracing::debug_span!("merge_no_ff", branch, into);
-        self.merge_locked(branch, into, message)
+        let span = tracing::debug_span!("merge_verified", branch, %verified, into);
+        self.merge_locked(branch, verified, into, message)
             .instrument(span)
             .await
     }
@@ -41,26 +64,42 @@ impl GitRepo {
     async fn merge_locked(
         &self,
         branch: &str,
+        verified: &CommitId,
         into: &str,
         message: &str,
     ) -> Result<MergeOutcome, VcsError> {
-        let (branch_owned, into_owned) = (branch.to_owned(), into.to_owned());
-        let (tip, old) = with_repo(&self.root, move |repo| {
-            let tip = read::resolve_commit(repo, &branch_owned)?;
+        let (branch_owned, into_owned, verified_owned) =
+            (branch.to_owned(), into.to_owned(), verified.clone());
+        let preflight = with_repo(&self.root, move |repo| {
+            let verified = read::resolve_commit(repo, &verified_owned.0)?;
             let old = read::branch_tip(repo, &into_owned)?
                 .ok_or_else(|| VcsError::MissingBranch(into_owned.clone()))?;
-            let merged = read::is_ancestor(repo, tip, old)?;
-            Ok((if merged { None } else { Some(tip) }, old))
+            if let Some(brought_in) = read::first_parent_containing(repo, verified, old)? {
+                return Ok(Preflight::Done(MergeOutcome::AlreadyMerged(CommitId(
+                    brought_in.to_string(),
+                ))));
+            }
+            let tip = read::branch_tip(repo, &branch_owned)?;
+            if tip != Some(verified) {
+                return Ok(Preflight::Done(MergeOutcome::TipMoved {
+                    expected: verified_owned,
+                    actual: tip.map(|tip| CommitId(tip.to_string())),
+                }));
+            }
+            Ok(Preflight::Merge { old, verified })
         })
         .await?;
-        let Some(tip) = tip else {
-            tracing::debug!(%old, "already merged");
-            return Ok(MergeOutcome::AlreadyMerged(CommitId(old.to_string())));
+        let (old, verified) = match preflight {
+            Preflight::Done(outcome) => {
+                tracing::debug!(?outcome, "nothing to merge");
+                return Ok(outcome);
+            }
+            Preflight::Merge { old, verified } => (old, verified),
         };
 
         self.prepare_merge_worktree(old).await?;
-        let worktree = self.merge_worktree.clone();
-        let tip_hex = tip.to_string();
+        let worktree = self.merge_checkout().await?;
+        let verified_hex = verified.to_string();
         let out = self
             .git
             .run(
@@ -73,7 +112,7 @@ impl GitRepo {
                     "--quiet",
                     "-m",
                     message,
-                    &tip_hex,
+                    &verified_hex,
                 ],
             )
             .await?;
@@ -92,13 +131,27 @@ impl GitRepo {
                 _ => Err(out.into_error()),
             };
         }
-        let merged = with_repo(&worktree, read::head_commit).await?;
+        let merged = with_repo(&worktree.work_tree, read::head_commit).await?;
         tracing::debug!(%merged, "merge commit made");
         self.land(branch, into, old, merged).await
     }
 
-    /// Moves `into` from `old` to `merged` (see the module documentation).
-    async fn land(
+    /// The merge worktree, named explicitly for git; it must be registered.
+    async fn merge_checkout(&self) -> Result<Checkout, VcsError> {
+        self.registered_checkout(&self.merge_worktree)
+            .await
+            .ok_or_else(|| VcsError::Io {
+                context: format!(
+                    "finding the registration of the merge worktree {}",
+                    self.merge_worktree.display()
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })
+    }
+
+    /// Moves `into` from `old` to `merged` and, if the user has `into` checked out, their
+    /// checkout with it (see the module documentation).
+    pub(crate) async fn land(
         &self,
         branch: &str,
         into: &str,
@@ -106,82 +159,186 @@ impl GitRepo {
         merged: ObjectId,
     ) -> Result<MergeOutcome, VcsError> {
         let into_ref = read::branch_ref(into);
-        let merged_hex = merged.to_string();
-        let old_hex = old.to_string();
-        // Read in-process, without `worktree_lock`: unlike `git worktree list`, this read skips an
-        // entry a concurrent `git worktree add` is still writing instead of failing on it, and
-        // such an entry (a task branch being checked out) never holds `into`. Waiting for the
-        // lock would put a task's `worktree add` on the merge queue's path.
+        // The user's checkout, plus any linked worktree (not the merge worktree) the registry
+        // says has `into` checked out. Read in-process, without `worktree_lock`: this read skips
+        // an entry a concurrent `git worktree add` is still writing instead of failing on it,
+        // and such an entry (a task branch being checked out) never holds `into`.
         let entries = self.worktree_entries_in_process().await?;
-        let holder = entries.into_iter().find(|entry| {
-            !entry.prunable
+        let mut checkouts = vec![self.main_checkout()];
+        for entry in entries.iter().skip(1) {
+            if !entry.prunable
                 && entry.branch.as_deref() == Some(into_ref.as_str())
                 && !same_path(&entry.path, &self.merge_worktree)
-        });
-        let Some(holder) = holder else {
-            let reflog = format!("factory: merge {branch} into {into}");
-            self.git
-                .ok(
-                    &self.root,
-                    [
-                        "update-ref",
-                        "-m",
-                        &reflog,
-                        &into_ref,
-                        &merged_hex,
-                        &old_hex,
-                    ],
-                )
-                .await?;
-            return Ok(MergeOutcome::Merged(CommitId(merged_hex)));
-        };
-
-        let checkout = holder.path;
-        let blockers = self.blocking_paths(&checkout, old, merged).await?;
-        if !blockers.is_empty() {
-            return Ok(waiting_for_changes(into, &checkout, blockers));
+                && let Some(at) = self.registered_checkout(&entry.path).await
+            {
+                checkouts.push(at);
+            }
         }
-        let out = self
-            .git
-            .run(
-                &checkout,
-                [
-                    "merge",
-                    "--ff-only",
-                    "--no-autostash",
-                    "--no-overwrite-ignore",
-                    "--no-verify-signatures",
-                    "--quiet",
-                    &merged_hex,
-                ],
-            )
-            .await?;
-        if !out.success() {
-            // A failed fast-forward leaves the checkout as it was. Something changed since we
-            // looked: the user committed, or touched a file the merge changes.
-            let into_owned = into.to_owned();
-            let now =
-                with_repo(&self.root, move |repo| read::branch_tip(repo, &into_owned)).await?;
-            if now != Some(old) {
+        let mut locks = Vec::new();
+        for at in &checkouts {
+            match HeadLock::acquire_soon(&at.git_dir).await {
+                Ok(lock) => locks.push(lock),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Ok(MergeOutcome::Waiting {
+                        reason: format!(
+                            "merging into `{into}` is waiting: a git command is running in {} ({} exists); run again once it has finished, or remove that file if no git command is running",
+                            at.work_tree.display(),
+                            at.git_dir.join("HEAD.lock").display()
+                        ),
+                        files: Vec::new(),
+                    });
+                }
+                Err(source) => {
+                    return Err(VcsError::Io {
+                        context: format!("locking {}", at.git_dir.join("HEAD").display()),
+                        source,
+                    });
+                }
+            }
+        }
+        // From here until the locks drop, no git command can change these checkouts' HEADs.
+        let mut holder = None;
+        for at in &checkouts {
+            let head = std::fs::read_to_string(at.git_dir.join("HEAD")).unwrap_or_default();
+            let head_on_into =
+                head.trim().strip_prefix("ref:").map(str::trim) == Some(into_ref.as_str());
+            if let Some(busy) = read::operation_on(&at.git_dir, &into_ref, head_on_into) {
                 return Ok(MergeOutcome::Waiting {
-                    reason: format!("`{into}` moved while merging; run again"),
+                    reason: format!(
+                        "merging into `{into}` is waiting: {busy} is in progress in {}; finish or abort it and run again",
+                        at.work_tree.display()
+                    ),
                     files: Vec::new(),
                 });
             }
-            let blockers = self.blocking_paths(&checkout, old, merged).await?;
+            if head_on_into {
+                holder = Some(at.clone());
+            }
+        }
+
+        let Some(checkout) = holder else {
+            return self.swap_branch(branch, into, old, merged).await;
+        };
+        // Nothing can commit through this checkout's HEAD now, but `into` may already have moved
+        // (a commit made before the lock, a fetch into it): then leave the checkout alone.
+        let into_owned = into.to_owned();
+        let now = with_repo(&self.root, move |repo| read::branch_tip(repo, &into_owned)).await?;
+        if now != Some(old) {
+            return Ok(MergeOutcome::MainMoved {
+                expected: CommitId(old.to_string()),
+                actual: now.map(|now| CommitId(now.to_string())),
+            });
+        }
+        let blockers = self
+            .blocking_paths(&checkout.work_tree, old, merged)
+            .await?;
+        if !blockers.is_empty() {
+            return Ok(waiting_for_changes(into, &checkout.work_tree, blockers));
+        }
+        let (old_hex, merged_hex) = (old.to_string(), merged.to_string());
+        let read_tree = ["read-tree", "-m", "-u", &old_hex, &merged_hex];
+        let mut out = self.git.run(&checkout, read_tree).await?;
+        if !out.success() {
+            // Perhaps only stale stat information in the index (a file touched but unchanged),
+            // which read-tree takes for a modification: refresh it, as `git status` would, and
+            // try once more.
+            let _ = self
+                .git
+                .run(&checkout, ["update-index", "-q", "--refresh"])
+                .await?;
+            out = self.git.run(&checkout, read_tree).await?;
+        }
+        if !out.success() {
+            // read-tree checks every path before writing any: the checkout is as it was.
+            let blockers = self
+                .blocking_paths(&checkout.work_tree, old, merged)
+                .await?;
             if !blockers.is_empty() {
-                return Ok(waiting_for_changes(into, &checkout, blockers));
+                return Ok(waiting_for_changes(into, &checkout.work_tree, blockers));
             }
             return Ok(MergeOutcome::Waiting {
                 reason: format!(
-                    "could not move your checkout at {} to the merge: {}; resolve that and run again",
-                    checkout.display(),
+                    "merging into `{into}` is waiting: could not bring your checkout at {} to the merge: {}; resolve that and run again",
+                    checkout.work_tree.display(),
                     out.stderr
                 ),
                 files: Vec::new(),
             });
         }
-        Ok(MergeOutcome::Merged(CommitId(merged_hex)))
+        let outcome = self.swap_branch(branch, into, old, merged).await;
+        if !matches!(outcome, Ok(MergeOutcome::Merged(_))) {
+            // `into` did not move: put the checkout back where its branch still is.
+            let back = self
+                .git
+                .run(&checkout, ["read-tree", "-m", "-u", &merged_hex, &old_hex])
+                .await?;
+            if !back.success() {
+                tracing::warn!(stderr = %back.stderr, "could not put the checkout back after losing the compare-and-swap");
+            }
+        }
+        outcome
+    }
+
+    /// Compare-and-swap of `refs/heads/<into>` from `old` to `merged`, in-process: git's
+    /// `update-ref` would also lock `HEAD` (for its reflog) when `HEAD` points at `into`, and
+    /// [`land`](GitRepo::land) holds that lock.
+    async fn swap_branch(
+        &self,
+        branch: &str,
+        into: &str,
+        old: ObjectId,
+        merged: ObjectId,
+    ) -> Result<MergeOutcome, VcsError> {
+        use gix::refs::Target;
+        use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+
+        let into_ref = read::branch_ref(into);
+        let message = format!("factory: merge {branch} into {into}");
+        let identity = self.git.identity().clone();
+        let swapped = with_repo(&self.root, move |repo| {
+            let name = gix::refs::FullName::try_from(into_ref.as_str()).map_err(read_err)?;
+            let edit = RefEdit {
+                change: Change::Update {
+                    log: LogChange {
+                        mode: RefLog::AndReference,
+                        force_create_reflog: false,
+                        message: message.into(),
+                    },
+                    expected: PreviousValue::MustExistAndMatch(Target::Object(old)),
+                    new: Target::Object(merged),
+                },
+                name,
+                deref: false,
+            };
+            let committer = gix::actor::Signature {
+                name: identity.name.into(),
+                email: identity.email.into(),
+                time: gix::date::Time::now_local_or_utc(),
+            };
+            let mut time = gix::date::parse::TimeBuf::default();
+            match repo.edit_references_as([edit], Some(committer.to_ref(&mut time))) {
+                Ok(_) => Ok(None),
+                Err(err) => Ok(Some(err.to_string())),
+            }
+        })
+        .await?;
+        let Some(failure) = swapped else {
+            return Ok(MergeOutcome::Merged(CommitId(merged.to_string())));
+        };
+        let into_owned = into.to_owned();
+        let now = with_repo(&self.root, move |repo| read::branch_tip(repo, &into_owned)).await?;
+        if now == Some(old) {
+            return Err(VcsError::Git {
+                command: format!("update-ref refs/heads/{into} {merged} {old}"),
+                code: None,
+                stderr: failure,
+            });
+        }
+        tracing::info!(%old, now = ?now, "`{into}` moved during the merge");
+        Ok(MergeOutcome::MainMoved {
+            expected: CommitId(old.to_string()),
+            actual: now.map(|now| CommitId(now.to_string())),
+        })
     }
 
     /// The uncommitted paths in `checkout` that moving it from `old` to `merged` would touch:
@@ -279,7 +436,7 @@ impl GitRepo {
         let at = at.to_string();
         self.git
             .ok(
-                &self.root,
+                &self.main_checkout(),
                 [
                     "worktree".as_ref(),
                     "add".as_ref(),
@@ -332,15 +489,15 @@ impl GitRepo {
     /// an interrupted earlier merge left there: a forced checkout discards tracked changes and
     /// any half-finished merge, and `clean` removes untracked and ignored files.
     async fn reset_merge_worktree(&self, at: ObjectId) -> Result<(), VcsError> {
-        let worktree = &self.merge_worktree;
+        let worktree = self.merge_checkout().await?;
         let at = at.to_string();
         self.git
             .ok(
-                worktree,
+                &worktree,
                 ["checkout", "--detach", "--force", "--quiet", &at],
             )
             .await?;
-        self.git.ok(worktree, ["clean", "-fdxq"]).await?;
+        self.git.ok(&worktree, ["clean", "-fdxq"]).await?;
         Ok(())
     }
 
@@ -376,6 +533,52 @@ impl GitRepo {
             ),
             source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
         })
+    }
+}
+
+/// Git's own lock on a checkout's `HEAD` (`<git dir>/HEAD.lock`), held by Factory while it moves
+/// that checkout: every git command that switches branches, detaches or commits there takes the
+/// same lock, so none can run meanwhile. Removed on drop.
+struct HeadLock {
+    path: PathBuf,
+}
+
+impl HeadLock {
+    /// Creates the lock file; fails with `AlreadyExists` when a git command holds it.
+    fn acquire(git_dir: &Path) -> std::io::Result<HeadLock> {
+        let path = git_dir.join("HEAD.lock");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(HeadLock { path })
+    }
+
+    /// [`acquire`](HeadLock::acquire), retried for up to about a second while another git
+    /// command holds the lock: the user's commands hold it for milliseconds, and waiting that
+    /// long is cheaper than a merge retry.
+    async fn acquire_soon(git_dir: &Path) -> std::io::Result<HeadLock> {
+        const ATTEMPTS: u32 = 20;
+        let mut attempt = 1;
+        loop {
+            match HeadLock::acquire(git_dir) {
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::AlreadyExists && attempt < ATTEMPTS =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+impl Drop for HeadLock {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), %err, "could not remove HEAD.lock");
+        }
     }
 }
 
@@ -419,7 +622,7 @@ fn waiting_for_changes(into: &str, checkout: &Path, files: Vec<String>) -> Merge
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use factory_core::ports::{MergeOutcome, Vcs};
+    use factory_core::ports::{CommitId, MergeOutcome, Vcs};
 
     use super::{MergeWorktree, overlaps};
     use crate::read::{self, with_repo};
@@ -437,14 +640,21 @@ mod tests {
         );
         let task = root.join(".factory/one");
         std::fs::write(task.join("one.txt"), "1\n").unwrap();
-        repo.commit_all(&task, "one").await.unwrap().unwrap();
+        repo.commit_all(&task, "factory/one", "one")
+            .await
+            .unwrap()
+            .unwrap();
         let main = with_repo(&root, read::head_commit).await.unwrap();
         assert!(matches!(
             repo.merge_worktree_state(main).await.unwrap(),
             MergeWorktree::Missing
         ));
 
-        let outcome = repo.merge_no_ff("factory/one", "main", "m").await.unwrap();
+        let tip = repo.branch_head("factory/one").await.unwrap().unwrap();
+        let outcome = repo
+            .merge_verified("factory/one", &tip, "main", "m")
+            .await
+            .unwrap();
         let MergeOutcome::Merged(merged) = outcome else {
             panic!("{outcome:?}");
         };
@@ -477,6 +687,72 @@ mod tests {
             state(merged).await.unwrap(),
             MergeWorktree::Unknown
         ));
+    }
+
+    /// Main moves between the merge reading it and landing the merge (the user commits on it):
+    /// the compare-and-swap loses, nothing is lost, and the user's checkout, already brought to
+    /// the merge by then, is put back to their commit's state.
+    #[tokio::test]
+    async fn a_lost_compare_and_swap_is_main_moved_and_changes_nothing() {
+        let (_tmp, root, repo) = sample_repo();
+        git(&root, &["branch", "factory/one"]);
+        git(
+            &root,
+            &["worktree", "add", "-q", ".factory/one", "factory/one"],
+        );
+        let task = root.join(".factory/one");
+        std::fs::write(task.join("one.txt"), "1\n").unwrap();
+        let verified = repo
+            .commit_all(&task, "factory/one", "one")
+            .await
+            .unwrap()
+            .unwrap();
+        let old = with_repo(&root, read::head_commit).await.unwrap();
+        let verified = gix::ObjectId::from_hex(verified.0.as_bytes()).unwrap();
+        // The merge commit, made the way `merge_locked` makes it.
+        repo.prepare_merge_worktree(old).await.unwrap();
+        let merge_dir = repo.merge_worktree().to_owned();
+        git(
+            &merge_dir,
+            &["merge", "-q", "--no-ff", "-m", "m", &verified.to_string()],
+        );
+        let merged = with_repo(&merge_dir, read::head_commit).await.unwrap();
+
+        // Meanwhile the user commits on main, in their checkout of it.
+        std::fs::write(root.join("user.txt"), "user\n").unwrap();
+        git(&root, &["add", "user.txt"]);
+        git(&root, &["commit", "-q", "-m", "user"]);
+        let user = with_repo(&root, read::head_commit).await.unwrap();
+
+        let outcome = repo.land("factory/one", "main", old, merged).await.unwrap();
+        assert_eq!(
+            outcome,
+            MergeOutcome::MainMoved {
+                expected: CommitId(old.to_string()),
+                actual: Some(CommitId(user.to_string())),
+            }
+        );
+        assert_eq!(git(&root, &["rev-parse", "main"]).trim(), user.to_string());
+        assert_eq!(
+            git(&root, &["symbolic-ref", "HEAD"]).trim(),
+            "refs/heads/main"
+        );
+        assert!(git(&root, &["status", "--porcelain"]).is_empty());
+        assert!(!root.join("one.txt").exists());
+        assert!(!root.join(".git/HEAD.lock").exists());
+
+        // The same with the user on another branch: main is still not moved.
+        git(&root, &["checkout", "-q", "-b", "feature"]);
+        let outcome = repo.land("factory/one", "main", old, merged).await.unwrap();
+        assert!(
+            matches!(outcome, MergeOutcome::MainMoved { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(git(&root, &["rev-parse", "main"]).trim(), user.to_string());
+        assert_eq!(
+            git(&root, &["rev-parse", "feature"]).trim(),
+            user.to_string()
+        );
     }
 
     #[test]

@@ -344,3 +344,103 @@ pub(crate) async fn create_parent_dir(path: &std::path::Path) -> Result<(), VcsE
             source,
         })
 }
+
+/// Untracked, not ignored repositories inside the worktree (a directory holding its own `.git`
+/// that is not a submodule the index tracks), as worktree-relative paths. `git add --all` would
+/// record each as a gitlink to a commit nobody else has.
+pub(crate) fn nested_repositories(repo: &gix::Repository) -> Result<Vec<String>, VcsError> {
+    use gix::dir::entry::{Kind, Status};
+    use gix::dir::walk::EmissionMode;
+
+    let index = repo.index_or_empty().map_err(read_err)?;
+    let options = repo
+        .dirwalk_options()
+        .map_err(read_err)?
+        .emit_untracked(EmissionMode::Matching)
+        .emit_ignored(None)
+        .recurse_repositories(false)
+        .empty_patterns_match_prefix(false);
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let iter = repo
+        .dirwalk_iter(
+            index,
+            Vec::<gix::bstr::BString>::new(),
+            interrupt.into(),
+            options,
+        )
+        .map_err(read_err)?;
+    let mut nested = Vec::new();
+    for item in iter {
+        let item = item.map_err(read_err)?;
+        if item.entry.disk_kind == Some(Kind::Repository) && item.entry.status == Status::Untracked
+        {
+            nested.push(item.entry.rela_path.to_string());
+        }
+    }
+    nested.sort();
+    Ok(nested)
+}
+
+/// The first-parent commit of `into` that brought `commit` in: walking `into`'s first-parent
+/// chain from its tip, the last commit that still contains `commit` (the merge commit, or
+/// `commit` itself when it was fast-forwarded onto the chain). `None` when `commit` is not
+/// reachable from `into`.
+pub(crate) fn first_parent_containing(
+    repo: &gix::Repository,
+    commit: ObjectId,
+    into: ObjectId,
+) -> Result<Option<ObjectId>, VcsError> {
+    if !is_ancestor(repo, commit, into)? {
+        return Ok(None);
+    }
+    let mut containing = into;
+    loop {
+        if containing == commit {
+            return Ok(Some(containing));
+        }
+        let parent = repo
+            .find_commit(containing)
+            .map_err(read_err)?
+            .parent_ids()
+            .next()
+            .map(|id| id.detach());
+        match parent {
+            Some(parent) if is_ancestor(repo, commit, parent)? => containing = parent,
+            _ => return Ok(Some(containing)),
+        }
+    }
+}
+
+/// The operation in progress in the checkout whose git directory is `git_dir` that moving
+/// `into_ref` (a full ref name) would interfere with, described for a message: a rebase of
+/// `into`; a merge, cherry-pick or revert being made on it (`head_on_into`: the checkout's
+/// `HEAD` is `into`); a bisect started from it. `None` when there is none, including when the
+/// user is rebasing or merging another branch: moving `into` does not disturb that.
+pub(crate) fn operation_on(git_dir: &Path, into_ref: &str, head_on_into: bool) -> Option<String> {
+    let short = into_ref.strip_prefix("refs/heads/").unwrap_or(into_ref);
+    for dir in ["rebase-merge", "rebase-apply"] {
+        let head_name = std::fs::read_to_string(git_dir.join(dir).join("head-name"));
+        if head_name.is_ok_and(|name| name.trim() == into_ref) {
+            return Some(format!("a rebase of `{short}`"));
+        }
+    }
+    if head_on_into {
+        for (file, what) in [
+            ("MERGE_HEAD", "a merge"),
+            ("CHERRY_PICK_HEAD", "a cherry-pick"),
+            ("REVERT_HEAD", "a revert"),
+        ] {
+            if std::fs::symlink_metadata(git_dir.join(file)).is_ok() {
+                return Some(format!("{what} into `{short}`"));
+            }
+        }
+        if std::fs::symlink_metadata(git_dir.join("sequencer")).is_ok() {
+            return Some(format!("a cherry-pick or revert sequence on `{short}`"));
+        }
+    }
+    let bisect_start = std::fs::read_to_string(git_dir.join("BISECT_START"));
+    if bisect_start.is_ok_and(|start| start.trim() == short || start.trim() == into_ref) {
+        return Some(format!("a bisect started from `{short}`"));
+    }
+    None
+}

@@ -3,9 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use factory_core::ports::{CommitId, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError};
+use factory_core::ports::{
+    BranchUpdate, CommitId, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError, WorktreeDamage,
+};
 
-use crate::cli::GitCli;
+use crate::cli::{Checkout, GitCli};
+use crate::health;
 use crate::read::{self, read_err, with_repo};
 use crate::worktree::{self, WorktreeEntry, normalize, same_path};
 
@@ -76,6 +79,42 @@ impl GitRepo {
         })
     }
 
+    /// The user's checkout, named explicitly for git.
+    pub(crate) fn main_checkout(&self) -> Checkout {
+        Checkout {
+            git_dir: self.common_dir.clone(),
+            work_tree: self.root.clone(),
+        }
+    }
+
+    /// The linked worktree at `path` named explicitly for git (its registration found from the
+    /// repository's side), for worktrees Factory owns without a branch to check (the merge
+    /// worktree). `None` when git has no registration for `path`.
+    pub(crate) async fn registered_checkout(&self, path: &Path) -> Option<Checkout> {
+        let (common_dir, path) = (self.common_dir.clone(), normalize(path));
+        tokio::task::spawn_blocking(move || {
+            health::admin_dir_of(&common_dir, &path).map(|git_dir| Checkout {
+                git_dir,
+                work_tree: path,
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// The task worktree at `path`, checked to still be `branch`'s registered worktree and
+    /// free of nested repositories, named explicitly for git;
+    /// [`VcsError::WorktreeDamaged`] otherwise.
+    pub(crate) async fn task_checkout(
+        &self,
+        path: &Path,
+        branch: &str,
+    ) -> Result<Checkout, VcsError> {
+        let branch_ref = read::branch_ref(short_branch(branch));
+        health::checked(&self.common_dir, path, &branch_ref).await
+    }
+
     /// The top-level directory of the user's checkout.
     pub fn root(&self) -> &Path {
         &self.root
@@ -105,7 +144,7 @@ impl GitRepo {
         let out = self
             .git
             .ok(
-                &self.root,
+                &self.main_checkout(),
                 [
                     "rev-parse",
                     "--path-format=absolute",
@@ -152,7 +191,7 @@ impl GitRepo {
     pub(crate) async fn worktree_entries(&self) -> Result<Vec<WorktreeEntry>, VcsError> {
         let out = self
             .git
-            .ok(&self.root, ["worktree", "list", "--porcelain"])
+            .ok(&self.main_checkout(), ["worktree", "list", "--porcelain"])
             .await?;
         Ok(worktree::parse_porcelain(&String::from_utf8_lossy(
             &out.stdout,
@@ -169,7 +208,9 @@ impl GitRepo {
 
     /// `git worktree prune`: forgets worktrees whose directories are gone.
     pub(crate) async fn prune_worktrees(&self) -> Result<(), VcsError> {
-        self.git.ok(&self.root, ["worktree", "prune"]).await?;
+        self.git
+            .ok(&self.main_checkout(), ["worktree", "prune"])
+            .await?;
         Ok(())
     }
 
@@ -189,7 +230,7 @@ impl GitRepo {
             None => {
                 self.git
                     .ok(
-                        &self.root,
+                        &self.main_checkout(),
                         [
                             "worktree".as_ref(),
                             "add".as_ref(),
@@ -204,7 +245,7 @@ impl GitRepo {
                 let base = base.to_string();
                 self.git
                     .ok(
-                        &self.root,
+                        &self.main_checkout(),
                         [
                             "worktree".as_ref(),
                             "add".as_ref(),
@@ -221,10 +262,124 @@ impl GitRepo {
         Ok(())
     }
 
-    /// Resolves `rev` to a commit in this repository.
-    pub(crate) async fn resolve(&self, rev: &str) -> Result<gix::ObjectId, VcsError> {
-        let rev = rev.to_owned();
-        with_repo(&self.root, move |repo| read::resolve_commit(repo, &rev)).await
+    /// Aborts a rebase left half-done in the worktree at `path` (Factory's own, interrupted by a
+    /// crash, or the agent's): while it is in progress `HEAD` is detached, which would read as
+    /// damage, and the branch is still where the rebase started.
+    async fn abort_interrupted_rebase(&self, path: &Path) -> Result<(), VcsError> {
+        let Some(at) = self.registered_checkout(path).await else {
+            return Ok(());
+        };
+        let rebasing = ["rebase-merge", "rebase-apply"]
+            .iter()
+            .any(|dir| std::fs::symlink_metadata(at.git_dir.join(dir)).is_ok());
+        if rebasing {
+            tracing::info!(path = %path.display(), "aborting an interrupted rebase");
+            let out = self.git.run(&at, ["rebase", "--abort"]).await?;
+            if !out.success() {
+                tracing::debug!(stderr = %out.stderr, "rebase --abort failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the checked task worktree `at` back to its branch's committed state: tracked
+    /// changes are reset and untracked (not ignored) files removed. Returns what was there.
+    /// Ignored files (build output) stay: they never take part in a commit or a rebase.
+    async fn restore_committed_state(&self, at: &Checkout) -> Result<Vec<String>, VcsError> {
+        let discarded = with_repo(&at.work_tree, read::dirty_paths).await?;
+        if discarded.is_empty() {
+            return Ok(discarded);
+        }
+        tracing::info!(path = %at.work_tree.display(), ?discarded, "discarding uncommitted changes before rebasing");
+        self.git.ok(at, ["reset", "--hard", "--quiet"]).await?;
+        self.git.ok(at, ["clean", "-fdq"]).await?;
+        Ok(discarded)
+    }
+
+    /// Rebases `branch`, checked out and clean at `at`, onto `onto`; aborts on conflict.
+    async fn rebase(
+        &self,
+        at: &Checkout,
+        branch: &str,
+        onto: &str,
+    ) -> Result<UpdateOutcome, VcsError> {
+        let (branch, onto) = (short_branch(branch).to_owned(), onto.to_owned());
+        let (tip, onto_id, up_to_date) = with_repo(&self.root, {
+            let branch = branch.clone();
+            move |repo| {
+                let tip = read::branch_tip(repo, &branch)?
+                    .ok_or_else(|| VcsError::MissingBranch(branch.clone()))?;
+                let onto = read::resolve_commit(repo, &onto)?;
+                Ok((tip, onto, read::is_ancestor(repo, onto, tip)?))
+            }
+        })
+        .await?;
+        if up_to_date {
+            return Ok(UpdateOutcome::UpToDate(CommitId(tip.to_string())));
+        }
+        let onto_hex = onto_id.to_string();
+        let out = self
+            .git
+            .run(
+                at,
+                [
+                    "rebase",
+                    "--quiet",
+                    "--no-autostash",
+                    "--no-rebase-merges",
+                    &onto_hex,
+                ],
+            )
+            .await?;
+        if !out.success() {
+            let files = self.git.unmerged_paths(at).await;
+            let abort = self.git.run(at, ["rebase", "--abort"]).await;
+            if let Ok(abort) = &abort
+                && !abort.success()
+            {
+                tracing::debug!(stderr = %abort.stderr, "rebase --abort failed");
+            }
+            return match files {
+                Ok(files) if !files.is_empty() => Ok(UpdateOutcome::Conflict { files }),
+                _ => Err(out.into_error()),
+            };
+        }
+        let tip = with_repo(&self.root, move |repo| {
+            read::branch_tip(repo, &branch)?.ok_or(VcsError::MissingBranch(branch))
+        })
+        .await?;
+        Ok(UpdateOutcome::Rebased(CommitId(tip.to_string())))
+    }
+
+    /// Checks out the repository's submodules (recursively) in the new worktree `path`, when
+    /// its branch has any: `git worktree add` leaves their directories empty.
+    async fn init_submodules(&self, path: &Path) -> Result<(), VcsError> {
+        if tokio::fs::symlink_metadata(path.join(".gitmodules"))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        let Some(at) = self.registered_checkout(path).await else {
+            return Ok(());
+        };
+        // Git does not pass a repository's own `protocol.file.allow` on to the clones a submodule
+        // update makes; a repository whose configuration allows local submodules means it.
+        let file_protocol = with_repo(&self.root, |repo| {
+            Ok(repo
+                .config_snapshot()
+                .string("protocol.file.allow")
+                .map(|value| value.to_string()))
+        })
+        .await?;
+        let mut args = Vec::new();
+        if let Some(value) = file_protocol {
+            args.push("-c".to_owned());
+            args.push(format!("protocol.file.allow={value}"));
+        }
+        args.extend(["submodule", "update", "--init", "--recursive", "--quiet"].map(str::to_owned));
+        self.git.ok(&at, args).await?;
+        Ok(())
     }
 }
 
@@ -282,16 +437,17 @@ impl Vcs for GitRepo {
         }
         read::create_parent_dir(&path).await?;
         match self.add_worktree(&path, branch, base).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             Err(VcsError::Git { .. }) => {
                 // Most likely a registration whose directory was deleted by hand (at this path,
                 // or elsewhere with this branch checked out): forget those and try once more.
                 tracing::debug!(path = %path.display(), branch, "worktree add failed; pruning and retrying");
                 self.prune_worktrees().await?;
-                self.add_worktree(&path, branch, base).await
+                self.add_worktree(&path, branch, base).await?;
             }
-            Err(err) => Err(err),
+            Err(err) => return Err(err),
         }
+        self.init_submodules(&path).await
     }
 
     async fn remove_worktree(&self, path: &Path) -> Result<(), VcsError> {
@@ -311,7 +467,7 @@ impl Vcs for GitRepo {
         let out = self
             .git
             .run(
-                &self.root,
+                &self.main_checkout(),
                 [
                     "worktree".as_ref(),
                     "remove".as_ref(),
@@ -344,16 +500,30 @@ impl Vcs for GitRepo {
             .collect())
     }
 
+    async fn worktree_damage(
+        &self,
+        path: &Path,
+        branch: &str,
+    ) -> Result<Option<WorktreeDamage>, VcsError> {
+        match self.task_checkout(path, branch).await {
+            Ok(_) => Ok(None),
+            Err(VcsError::WorktreeDamaged { damage, .. }) => Ok(Some(damage)),
+            Err(err) => Err(err),
+        }
+    }
+
     async fn commit_all(
         &self,
         worktree: &Path,
+        branch: &str,
         message: &str,
     ) -> Result<Option<CommitId>, VcsError> {
-        self.git.ok(worktree, ["add", "--all"]).await?;
+        let at = self.task_checkout(worktree, branch).await?;
+        self.git.ok(&at, ["add", "--all"]).await?;
         let out = self
             .git
             .run(
-                worktree,
+                &at,
                 [
                     "commit",
                     "--quiet",
@@ -384,15 +554,19 @@ impl Vcs for GitRepo {
             // Unrecognised wording: ask git whether anything was staged.
             let staged = self
                 .git
-                .run(worktree, ["diff", "--cached", "--quiet", "--no-ext-diff"])
+                .run(&at, ["diff", "--cached", "--quiet", "--no-ext-diff"])
                 .await?;
             return match staged.code {
                 Some(0) => Ok(None),
                 _ => Err(out.into_error()),
             };
         }
-        let head = with_repo(worktree, read::head_commit).await?;
-        Ok(Some(CommitId(head.to_string())))
+        // The branch's tip, read from the repository: the commit just made on it.
+        let branch = short_branch(branch).to_owned();
+        let tip = with_repo(&self.root, move |repo| read::branch_tip(repo, &branch))
+            .await?
+            .ok_or_else(|| VcsError::MissingBranch("HEAD".to_owned()))?;
+        Ok(Some(CommitId(tip.to_string())))
     }
 
     async fn changed_paths(&self, from: &str, to: &str) -> Result<Vec<String>, VcsError> {
@@ -403,62 +577,35 @@ impl Vcs for GitRepo {
         .await
     }
 
-    async fn update_branch(&self, worktree: &Path, onto: &str) -> Result<UpdateOutcome, VcsError> {
-        let onto_id = self.resolve(onto).await?;
-        let up_to_date = with_repo(worktree, move |repo| {
-            let head = read::head_commit(repo)?;
-            read::is_ancestor(repo, onto_id, head)
-        })
-        .await?;
-        if up_to_date {
-            return Ok(UpdateOutcome::UpToDate);
-        }
-        let onto_hex = onto_id.to_string();
-        let out = self
-            .git
-            .run(
-                worktree,
-                [
-                    "rebase",
-                    "--quiet",
-                    "--no-autostash",
-                    "--no-rebase-merges",
-                    &onto_hex,
-                ],
-            )
-            .await?;
-        if !out.success() {
-            let files = self.git.unmerged_paths(worktree).await;
-            let abort = self.git.run(worktree, ["rebase", "--abort"]).await;
-            if let Ok(abort) = &abort
-                && !abort.success()
-            {
-                tracing::debug!(stderr = %abort.stderr, "rebase --abort failed");
-            }
-            return match files {
-                Ok(files) if !files.is_empty() => Ok(UpdateOutcome::Conflict { files }),
-                _ => Err(out.into_error()),
-            };
-        }
-        let head = with_repo(worktree, read::head_commit).await?;
-        Ok(UpdateOutcome::Rebased(CommitId(head.to_string())))
+    async fn update_branch(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        onto: &str,
+    ) -> Result<BranchUpdate, VcsError> {
+        self.abort_interrupted_rebase(worktree).await?;
+        let at = self.task_checkout(worktree, branch).await?;
+        let discarded = self.restore_committed_state(&at).await?;
+        let outcome = self.rebase(&at, branch, onto).await?;
+        Ok(BranchUpdate { outcome, discarded })
     }
 
-    async fn merge_no_ff(
+    async fn merge_verified(
         &self,
         branch: &str,
+        verified: &CommitId,
         into: &str,
         message: &str,
     ) -> Result<MergeOutcome, VcsError> {
-        self.merge(branch, into, message).await
+        self.merge(branch, verified, into, message).await
     }
 
-    async fn is_merged(&self, branch: &str, into: &str) -> Result<bool, VcsError> {
-        let (branch, into) = (branch.to_owned(), into.to_owned());
+    async fn is_merged(&self, rev: &str, into: &str) -> Result<bool, VcsError> {
+        let (rev, into) = (rev.to_owned(), into.to_owned());
         with_repo(&self.root, move |repo| {
-            let branch = read::resolve_commit(repo, &branch)?;
+            let rev = read::resolve_commit(repo, &rev)?;
             let into = read::resolve_commit(repo, &into)?;
-            read::is_ancestor(repo, branch, into)
+            read::is_ancestor(repo, rev, into)
         })
         .await
     }

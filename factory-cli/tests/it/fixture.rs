@@ -73,8 +73,9 @@ pub fn repo(dir: &Path) {
 /// role exit 3 or print garbage; `SLOW_<key>` makes that worker sleep 30 s and `SLEEPY` every
 /// worker 0.5 s; `SAME_<key>` makes the worker write the same content every round;
 /// `REVIEW_CHANGES_<key>` makes the reviewer always request changes; `GARBAGE_planner_epic-N`
-/// makes only epic N's planner print garbage. Workers save their prompt
-/// as `prompt-<spec>-<round>.txt` and their start/end times in `times.log`.
+/// makes only epic N's planner print garbage; `SELF_COMMIT_<key>` makes the worker commit its own
+/// work; `RM_GIT_<key>` makes it delete its worktree's `.git` file. Workers save their prompt as
+/// `prompt-<spec>-<round>.txt` and their start/end times in `times.log`.
 pub fn agent_script(dir: &Path, tasks: &[&str]) -> PathBuf {
     let mut plan = String::from(r#"{"reasoning":"test plan","tasks":["#);
     for (i, t) in tasks.iter().enumerate() {
@@ -110,6 +111,10 @@ case "$FACTORY_ROLE" in
     if [ -f "$F/SLEEPY" ]; then sleep 0.5; fi
     if [ -f "$F/SAME_$FACTORY_TASK_KEY" ]; then echo "same" > "$FACTORY_TASK_KEY.txt";
     else echo "round $FACTORY_ROUND" >> "$FACTORY_TASK_KEY.txt"; fi
+    if [ -f "$F/SELF_COMMIT_$FACTORY_TASK_KEY" ]; then
+      git add -A && git -c user.name=Agent -c user.email=agent@example.invalid commit -q -m "the agent's own commit"
+    fi
+    if [ -f "$F/RM_GIT_$FACTORY_TASK_KEY" ]; then rm -f .git; fi
     echo "end $FACTORY_TASK_KEY $(date +%s%N)" >> "$F/times.log"
     echo "DECISION: write $FACTORY_TASK_KEY.txt -- the task says so"
     ;;

@@ -93,3 +93,75 @@ fn merge_waits_for_a_dirty_checkout_and_status_says_why() {
         "mine\n"
     );
 }
+
+/// Issue "trustworthy runs", item 1: a worker deleted its worktree's `.git` file. Git run there
+/// used to find the user's repository above the worktree and commit the user's uncommitted work
+/// onto main. Now that task is blocked as "worktree damaged", nothing of the user's is committed,
+/// and the other task still merges.
+#[test]
+fn a_worker_that_deletes_its_git_file_blocks_only_its_task_and_commits_nothing_of_yours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["alpha", "beta"], "true");
+    std::fs::write(dir.join(".factory/RM_GIT_alpha"), "").unwrap();
+    std::fs::write(dir.join("notes.txt"), "my unsaved edit\n").unwrap();
+    std::fs::write(dir.join("scratch.txt"), "untracked scratch\n").unwrap();
+    let diff_before = git(&dir, &["diff"]);
+    assert!(
+        factory(&dir, &["epic", "add", "Add alpha and beta"])
+            .status
+            .success()
+    );
+
+    let out = factory(&dir, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "run: {}", stderr(&out));
+
+    let tasks = tasks_of(&status_json(&dir));
+    let alpha = tasks.iter().find(|t| t["key"] == "alpha").unwrap();
+    let beta = tasks.iter().find(|t| t["key"] == "beta").unwrap();
+    assert_eq!(alpha["state"], "blocked");
+    let reason = alpha["blocked_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("damaged") && reason.contains(".git file is gone"),
+        "{reason}"
+    );
+    assert_eq!(beta["state"], "completed");
+    // Main holds the initial commit and beta's merge, nothing else.
+    assert_eq!(git(&dir, &["rev-list", "--count", "main"]), "3");
+    assert_eq!(git(&dir, &["show", "main:notes.txt"]), "original notes");
+    assert_eq!(git(&dir, &["diff"]), diff_before);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "my unsaved edit\n"
+    );
+    assert!(
+        git(&dir, &["ls-tree", "-r", "--name-only", "main"])
+            .lines()
+            .all(|path| path != "scratch.txt" && path != "alpha.txt")
+    );
+}
+
+/// Issue "trustworthy runs", item 4: a worker that commits its own work has changed something;
+/// it used to be blocked as "made no changes".
+#[test]
+fn a_worker_that_commits_its_own_work_is_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["alpha"], "test -f alpha.txt");
+    std::fs::write(dir.join(".factory/SELF_COMMIT_alpha"), "").unwrap();
+    assert!(
+        factory(&dir, &["epic", "add", "Add alpha"])
+            .status
+            .success()
+    );
+    let out = factory(&dir, &["run"]);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let task = tasks_of(&status_json(&dir)).remove(0);
+    assert_eq!(task["state"], "completed", "{task}");
+    assert_eq!(git(&dir, &["show", "main:alpha.txt"]), "round 1");
+    assert_eq!(
+        git(&dir, &["log", "-1", "--format=%an", "main^2"]),
+        "Agent",
+        "the agent's own commit is what was merged"
+    );
+}

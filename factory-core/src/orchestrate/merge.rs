@@ -5,7 +5,7 @@ use tracing::Instrument;
 
 use crate::agent::{AgentId, AgentRole, AgentState};
 use crate::event::VerifyStage;
-use crate::ports::{MergeOutcome, UpdateOutcome};
+use crate::ports::{MergeOutcome, UpdateOutcome, VcsError};
 use crate::task::{TaskChanges, TaskEvent, TaskId, TaskState};
 
 use super::artifacts::SpecFiles;
@@ -27,10 +27,45 @@ impl Factory {
             let worktree = self.layout().task_worktree(&task.spec_id);
             let files = SpecFiles::new(self.layout().spec_dir(&task.spec_id));
 
-            // A retried step finds the branch already merged and skips straight to recording it.
-            if !vcs.is_merged(&branch, &main).await? && worktree.exists() {
-                match vcs.update_branch(&worktree, &main).await? {
-                    UpdateOutcome::UpToDate => {}
+            // A retried step (or a user who merged the branch by hand) finds the branch already
+            // merged and skips straight to recording it. Otherwise the commit to merge is the
+            // one verified here: the tip that passed QA, or the rebased tip re-verified below.
+            let mut verified = None;
+            if !vcs.is_merged(&branch, &main).await? {
+                let update = match vcs.update_branch(&worktree, &branch, &main).await {
+                    Ok(update) => update,
+                    Err(damaged @ VcsError::WorktreeDamaged { .. }) => {
+                        self.block(&task, damaged.to_string()).await?;
+                        return Ok(JobEnd::Done);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if !update.discarded.is_empty() {
+                    files.progress(
+                        self.now(),
+                        &format!(
+                            "discarded uncommitted changes before rebasing: {}",
+                            update.discarded.join(", ")
+                        ),
+                    )?;
+                }
+                match update.outcome {
+                    UpdateOutcome::UpToDate(tip) => {
+                        // Merge exactly the commit that passed QA: a branch that moved since (an
+                        // agent or a person committed or reset it) is not merged unverified.
+                        if let Some(expected) = &task.verified_commit
+                            && tip.0 != *expected
+                        {
+                            let reason = format!(
+                                "{branch} moved after it passed verify (verified {}, now {}); retry the task to verify it again",
+                                short(expected),
+                                short(&tip.0)
+                            );
+                            self.block(&task, reason).await?;
+                            return Ok(JobEnd::Done);
+                        }
+                        verified = Some(tip);
+                    }
                     UpdateOutcome::Conflict { files: paths } => {
                         let reason = format!(
                             "bringing {branch} up to date with {main} conflicts in: {}; resolve it on the branch",
@@ -71,30 +106,26 @@ impl Factory {
                                 },
                             )
                             .await?;
+                        verified = Some(tip);
                     }
                 }
             }
-
-            // Merge exactly the commit that passed verify: a branch that moved since (an agent
-            // or a person committed or reset it) is not merged unverified.
-            let tip = vcs.branch_head(&branch).await?.map(|c| c.to_string());
-            if let (Some(verified), false) = (&task.verified_commit, vcs.is_merged(&branch, &main).await?)
-                && tip.as_ref() != Some(verified)
-            {
-                let reason = format!(
-                    "{branch} moved after it passed verify (verified {}, now {}); retry the task to verify it again",
-                    short(verified),
-                    tip.as_deref().map_or("missing", short)
-                );
-                self.block(&task, reason).await?;
-                return Ok(JobEnd::Done);
-            }
+            let verified = match verified {
+                Some(commit) => commit,
+                None => match vcs.branch_head(&branch).await? {
+                    Some(tip) => tip,
+                    None => {
+                        self.block(&task, format!("branch {branch} no longer exists")).await?;
+                        return Ok(JobEnd::Done);
+                    }
+                },
+            };
 
             let message = format!(
                 "Merge {branch}: {}\n\nFactory task {} (spec {}) of epic {}; QA rounds: {}.",
                 task.title, task.id, task.spec_id, task.epic_id, task.qa_rounds
             );
-            match vcs.merge_no_ff(&branch, &main, &message).await? {
+            match vcs.merge_verified(&branch, &verified, &main, &message).await? {
                 MergeOutcome::Merged(commit) | MergeOutcome::AlreadyMerged(commit) => {
                     let task = self
                         .update_task(
@@ -136,6 +167,19 @@ impl Factory {
                 MergeOutcome::Conflict { files: paths } => {
                     let reason = format!("merging {branch} into {main} conflicts in: {}", paths.join(", "));
                     self.block(&task, reason).await?;
+                    Ok(JobEnd::Done)
+                }
+                MergeOutcome::TipMoved { expected, actual } => {
+                    let now = actual.map_or_else(|| "gone".to_owned(), |tip| tip.to_string());
+                    let reason = format!(
+                        "{branch} moved after verify ({expected} passed, the tip is now {now}); nothing was merged"
+                    );
+                    self.block(&task, reason).await?;
+                    Ok(JobEnd::Done)
+                }
+                MergeOutcome::MainMoved { expected, .. } => {
+                    // Still `Merging`: the next step rebases onto the new main and re-verifies.
+                    files.progress(self.now(), &format!("{main} moved from {expected} while merging; retrying"))?;
                     Ok(JobEnd::Done)
                 }
             }

@@ -7,7 +7,7 @@ use tracing::Instrument;
 use crate::agent::{AgentId, AgentRole, AgentState};
 use crate::event::{DomainEvent, Verdict, VerifyStage};
 use crate::mail::{HUMAN, MailFilter};
-use crate::ports::{AgentRequest, CommandSpec};
+use crate::ports::{AgentRequest, CommandSpec, VcsError};
 use crate::protocol::{ReviewOutput, WorkerNotes};
 use crate::task::{Task, TaskChanges, TaskEvent, TaskId, TaskState};
 
@@ -131,6 +131,9 @@ impl Factory {
             })
             .await?;
         let worktree = self.layout().task_worktree(&task.spec_id);
+        let branch = task.branch.clone().unwrap_or_else(|| task.spec_id.branch());
+        // What the round changed is judged by the branch's tip, not by who committed.
+        let tip_before = self.inner.ports.vcs.branch_head(&branch).await?;
         let request = AgentRequest {
             role: AgentRole::Worker,
             agent_id: agent_id.clone(),
@@ -180,7 +183,19 @@ impl Factory {
             .await?;
         }
         let message = format!("{}: {} (round {round})", task.spec_id, task.title);
-        let Some(commit) = self.inner.ports.vcs.commit_all(&worktree, &message).await? else {
+        let vcs = &self.inner.ports.vcs;
+        let committed = match vcs.commit_all(&worktree, &branch, &message).await {
+            Ok(committed) => committed,
+            Err(damaged @ VcsError::WorktreeDamaged { .. }) => {
+                self.block(&task, damaged.to_string()).await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // The agent may have committed its own work: that counts as a change too.
+        let tip_after = vcs.branch_head(&branch).await?;
+        let changed = committed.or(tip_after.filter(|tip| Some(tip) != tip_before.as_ref()));
+        let Some(commit) = changed else {
             let reason = if round == 1 {
                 "the worker made no changes in round 1".to_owned()
             } else {
@@ -308,6 +323,23 @@ impl Factory {
         )
         .await?;
         files.write_plan(3, &[])?;
+        // The reviewer ran in the worktree too: verify only what is still the task's worktree.
+        let worktree = self.layout().task_worktree(&task.spec_id);
+        let branch = task.branch.clone().unwrap_or_else(|| task.spec_id.branch());
+        if let Some(damage) = self
+            .inner
+            .ports
+            .vcs
+            .worktree_damage(&worktree, &branch)
+            .await?
+        {
+            let damaged = VcsError::WorktreeDamaged {
+                path: worktree,
+                damage,
+            };
+            self.block(&task, damaged.to_string()).await?;
+            return Ok(None);
+        }
         let verify = self.verify(&task, round, VerifyStage::Qa).await?;
         let passed = review.verdict == Verdict::Approve && verify.passed();
         files.append_qa_round(round, &review, &verify, passed)?;

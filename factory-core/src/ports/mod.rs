@@ -15,4 +15,6 @@ pub use agent::{
 pub use clock::{Clock, SystemClock};
 pub use sandbox::{CommandOutput, CommandSpec, Sandbox, SandboxError};
 pub use store::{Committed, PlannedEpic, Store, StoreError};
-pub use vcs::{CommitId, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError};
+pub use vcs::{
+    BranchUpdate, CommitId, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError, WorktreeDamage,
+};

@@ -13,7 +13,12 @@ async fn commit_all_commits_everything_as_factory_and_nothing_when_clean() {
         .await
         .unwrap();
 
-    assert_eq!(repo.commit_all(&path, "nothing").await.unwrap(), None);
+    assert_eq!(
+        repo.commit_all(&path, "factory/010-commit", "nothing")
+            .await
+            .unwrap(),
+        None
+    );
     let main = fx.rev("main");
     assert_eq!(fx.rev("factory/010-commit"), main);
 
@@ -23,7 +28,11 @@ async fn commit_all_commits_everything_as_factory_and_nothing_when_clean() {
     std::fs::write(path.join(".gitignore"), "*.log\n").unwrap();
     std::fs::write(path.join("debug.log"), "ignored\n").unwrap();
     let commit = repo
-        .commit_all(&path, "Task 010: change things\n\nBody.")
+        .commit_all(
+            &path,
+            "factory/010-commit",
+            "Task 010: change things\n\nBody.",
+        )
         .await
         .unwrap()
         .unwrap();
@@ -43,7 +52,12 @@ async fn commit_all_commits_everything_as_factory_and_nothing_when_clean() {
     assert_eq!(files, "A\t.gitignore\nM\ta.txt\nD\tc.txt\nA\tnew.txt\n");
     assert!(git_in(&path, &["status", "--porcelain"]).is_empty());
 
-    assert_eq!(repo.commit_all(&path, "again").await.unwrap(), None);
+    assert_eq!(
+        repo.commit_all(&path, "factory/010-commit", "again")
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(fx.rev("factory/010-commit"), commit.0);
 }
 
@@ -155,14 +169,22 @@ async fn commit_all_with_only_ignored_files_commits_nothing() {
         .await
         .unwrap();
     std::fs::write(path.join("build.log"), "ignored\n").unwrap();
-    assert_eq!(repo.commit_all(&path, "nothing").await.unwrap(), None);
+    assert_eq!(
+        repo.commit_all(&path, "factory/013-ignored", "nothing")
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(fx.rev("factory/013-ignored"), fx.rev("main"));
 
     // Failing to stage or commit is an error, not "nothing to commit".
     std::fs::write(path.join("new.txt"), "new\n").unwrap();
     let git_dir = git_in(&path, &["rev-parse", "--absolute-git-dir"]);
     std::fs::write(std::path::Path::new(git_dir.trim()).join("index.lock"), "").unwrap();
-    let err = repo.commit_all(&path, "locked").await.unwrap_err();
+    let err = repo
+        .commit_all(&path, "factory/013-ignored", "locked")
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, factory_core::ports::VcsError::Git { .. }),
         "{err:?}"

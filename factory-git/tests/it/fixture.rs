@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use factory_core::layout::Layout;
-use factory_core::ports::GitIdentity;
+use factory_core::ports::{GitIdentity, MergeOutcome, Vcs, VcsError};
 use factory_git::GitRepo;
 use tempfile::TempDir;
 
@@ -175,4 +175,31 @@ pub fn worktree_paths(root: &Path) -> Vec<PathBuf> {
         .filter_map(|line| line.strip_prefix("worktree "))
         .map(PathBuf::from)
         .collect()
+}
+
+/// `merge_verified` of a branch's current tip: what the merge queue does once that tip passed
+/// verify. For tests about the merge itself rather than about which commit is merged.
+pub trait MergeTip {
+    /// Reads `branch`'s tip and merges exactly that into `into`.
+    async fn merge_no_ff(
+        &self,
+        branch: &str,
+        into: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, VcsError>;
+}
+
+impl MergeTip for GitRepo {
+    async fn merge_no_ff(
+        &self,
+        branch: &str,
+        into: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, VcsError> {
+        let tip = self
+            .branch_head(branch)
+            .await?
+            .ok_or_else(|| VcsError::MissingBranch(branch.to_owned()))?;
+        self.merge_verified(branch, &tip, into, message).await
+    }
 }

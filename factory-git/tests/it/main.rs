@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod commits;
+mod damage;
 mod fixture;
+mod landing;
 mod merge;
 mod status;
 mod update;

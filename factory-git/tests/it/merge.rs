@@ -3,7 +3,7 @@
 
 use factory_core::ports::{MergeOutcome, Vcs};
 
-use crate::fixture::{Fixture, git_in, git_output};
+use crate::fixture::{Fixture, MergeTip, git_in, git_output};
 
 /// What the user's uncommitted work looks like, to compare before and after.
 #[derive(Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use factory_core::ports::{Vcs, VcsError};
 use factory_git::GitRepo;
 
-use crate::fixture::{Fixture, git_in, identity, worktree_paths};
+use crate::fixture::{Fixture, MergeTip, git_in, identity, worktree_paths};
 
 #[tokio::test]
 async fn open_finds_the_top_level_from_a_subdirectory_and_refuses_a_plain_directory() {
@@ -108,7 +108,10 @@ async fn remove_worktree_and_remove_merge_worktree_leave_only_the_main_checkout(
         .await
         .unwrap();
     std::fs::write(path.join("new.txt"), "new\n").unwrap();
-    repo.commit_all(&path, "add new").await.unwrap().unwrap();
+    repo.commit_all(&path, "factory/004-done", "add new")
+        .await
+        .unwrap()
+        .unwrap();
     // A merge creates the merge worktree.
     let outcome = repo
         .merge_no_ff("factory/004-done", "main", "Merge 004")
@@ -223,7 +226,11 @@ async fn create_worktree_for_a_branch_whose_old_worktree_was_deleted_by_hand_els
         .await
         .unwrap();
     std::fs::write(old.join("x.txt"), "x\n").unwrap();
-    let commit = repo.commit_all(&old, "x").await.unwrap().unwrap();
+    let commit = repo
+        .commit_all(&old, "factory/007-moved", "x")
+        .await
+        .unwrap()
+        .unwrap();
     // Deleted by hand: git still has the branch checked out at `old`.
     std::fs::remove_dir_all(&old).unwrap();
     assert_eq!(worktree_paths(&fx.root).len(), 2);
