@@ -157,6 +157,10 @@ enum MailCommand {
 }
 
 fn main() -> ExitCode {
+    // `factory __supervise …`: this program as the supervisor of one agent or verify command.
+    if let Some(code) = factory_agents::supervise::run_if_requested() {
+        return code;
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use factory_agents::{ProcessSandbox, build_backend};
+use factory_agents::{ProcessOptions, ProcessSandbox, build_backend};
 use factory_core::agent::AgentRole;
 use factory_core::config::FactoryConfig;
 use factory_core::layout::{FACTORY_DIR, Layout};
@@ -162,12 +162,14 @@ impl Workspace {
             config.git.identity(),
             layout.merge_worktree(),
         )?;
+        let sandbox = ProcessSandbox::with_options(ProcessOptions::from_config(&config));
         let mut unavailable = Vec::new();
         let mut backend = |role: AgentRole| -> Arc<dyn AgentBackend> {
             match build_backend(
                 &config.agent.for_role(role),
                 &layout.factory_dir(),
                 clock.clone(),
+                &sandbox,
             ) {
                 Ok(b) => b,
                 Err(e) => {
@@ -184,7 +186,7 @@ impl Workspace {
         let ports = Ports {
             store: Arc::new(store),
             vcs: Arc::new(vcs),
-            sandbox: Arc::new(ProcessSandbox::new()),
+            sandbox: Arc::new(sandbox),
             clock,
             agents,
         };

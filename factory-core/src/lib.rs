@@ -16,6 +16,7 @@ pub mod ports;
 pub mod protocol;
 pub mod spec;
 pub mod task;
+pub mod text;
 
 mod transition;
 

@@ -148,6 +148,22 @@ pub fn factory_repo(dir: &Path, tasks: &[&str], verify: &str) -> PathBuf {
         ],
     );
     assert!(out.status.success(), "init: {}", stderr(&out));
+    // The agent keeps its log and reads its steering files in .factory/, which the filesystem
+    // sandbox otherwise keeps read-only to agents.
+    let config_path = dir.join(".factory/config.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let writable = format!("writable = [\"{}\"]", dir.join(".factory").display());
+    let config: Vec<String> = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("writable = ") {
+                writable.clone()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&config_path, config.join("\n")).unwrap();
     agent
 }
 

@@ -393,6 +393,8 @@ impl Factory {
                 env: vec![("FACTORY_SPEC_ID".into(), task.spec_id.to_string())],
                 stdin: None,
                 timeout: std::time::Duration::from_secs(self.config().verify.timeout_secs),
+                writable: vec![self.layout().task_worktree(&task.spec_id)],
+                output_log: None,
             })
             .await?;
         let stage_name = match stage {
