@@ -56,7 +56,7 @@ impl FsPolicy {
 
 /// Whether Landlock is enforced for a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "landlock", rename_all = "snake_case")]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum LandlockSupport {
     /// Enforced, with the kernel's Landlock ABI version; `partial` when the kernel lacks some of
     /// the write rights Factory handles (e.g. truncation before ABI 3).

@@ -65,6 +65,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the filesystem sandbox allows agents and verify commands here (exit 1 when it is
+    /// required but cannot be enforced).
+    Doctor(JsonArg),
     /// Build a sample repository with its own tests and run a 3-task epic through the whole
     /// pipeline with a scripted agent (no model or account needed).
     Demo {
@@ -239,6 +242,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             ws.require_agents()?;
             let report = render::run_with_progress(&ws.factory).await?;
             Ok(render::run_outcome(&report))
+        }
+        Command::Doctor(JsonArg { json }) => {
+            let ws = Workspace::open(repo).await?;
+            let report = ws.sandbox.report().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(if report.required && !report.is_enforced() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Status(JsonArg { json }) => {
             let ws = Workspace::open(repo).await?;

@@ -23,6 +23,8 @@ pub struct Workspace {
     pub factory: Factory,
     /// Roles whose agent could not be built, with the reason.
     unavailable: Vec<String>,
+    /// How agent and verify commands run (supervisor, filesystem sandbox, output caps).
+    pub sandbox: ProcessSandbox,
 }
 
 /// The top-level directory of the repository containing `start`.
@@ -186,13 +188,14 @@ impl Workspace {
         let ports = Ports {
             store: Arc::new(store),
             vcs: Arc::new(vcs),
-            sandbox: Arc::new(sandbox),
+            sandbox: Arc::new(sandbox.clone()),
             clock,
             agents,
         };
         Ok(Workspace {
             factory: Factory::new(ports, config, layout),
             unavailable,
+            sandbox,
         })
     }
 
