@@ -10,7 +10,7 @@ use factory_core::ports::{CommandSpec, Sandbox};
 use crate::fixture::{process_sandbox, supervisor};
 
 /// A field of /proc/self/status in bytes (they are given in kB).
-fn status_bytes(field: &str) -> u64 {
+pub fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status
         .lines()
@@ -24,7 +24,7 @@ fn status_bytes(field: &str) -> u64 {
     kb * 1024
 }
 
-const MIB: u64 = 1024 * 1024;
+pub const MIB: u64 = 1024 * 1024;
 const TOTAL: u64 = 200_000_000;
 
 #[tokio::test]
