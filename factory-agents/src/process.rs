@@ -146,6 +146,11 @@ impl ProcessSandbox {
 
         let started = Instant::now();
         let supervisor = &options.supervisor;
+        // The supervisor's parent-death signal fires when the *thread* that started it exits.
+        // This is the runtime thread polling the run; tokio's worker threads (and a
+        // current-thread runtime's own thread) live as long as the runtime, so the signal comes
+        // only when the runtime, and so the run, is gone. Do not run this on a thread that exits
+        // while the run goes on.
         let mut child = Command::new(supervisor.program_path())
             .args(supervisor.leading_args())
             .arg(request)

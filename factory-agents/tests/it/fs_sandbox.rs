@@ -243,3 +243,64 @@ async fn a_program_that_is_not_a_supervisor_is_reported_with_what_to_do() {
     assert!(matches!(err, SandboxError::Supervisor(_)), "{err:?}");
     assert!(err.to_string().contains("run_if_requested"), "{err}");
 }
+
+/// A supervisor that reports a kernel without Landlock, and otherwise is the real one.
+fn supervisor_without_landlock(dir: &Path) -> Supervisor {
+    let path = dir.join("no-landlock-supervisor.sh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  *'\"mode\":\"probe\"'*) echo '{{\"supervisor\":\"factory-supervise/1\",\"landlock\":{{\"state\":\"unsupported\",\"reason\":\"this test kernel has no Landlock\"}}}}' ;;\n  *) exec '{}' \"$1\" ;;\nesac\n",
+            supervisor().program_path().display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+    Supervisor::program(path)
+}
+
+#[tokio::test]
+async fn without_landlock_commands_run_unsandboxed_or_are_refused_when_required() {
+    let tools = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CommandSpec {
+        command: "echo x > free.txt".to_owned(),
+        cwd: dir.path().to_owned(),
+        timeout: Duration::from_secs(30),
+        ..CommandSpec::default()
+    };
+    let sandbox = |required| {
+        ProcessSandbox::with_options(ProcessOptions {
+            supervisor: supervisor_without_landlock(tools.path()),
+            sandbox: SandboxConfig {
+                required,
+                ..SandboxConfig::default()
+            },
+            ..ProcessOptions::default()
+        })
+    };
+
+    let required = sandbox(true);
+    let err = required.run(spec.clone()).await.unwrap_err();
+    assert!(matches!(err, SandboxError::Unenforceable(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("required = true") && message.contains("this test kernel has no Landlock"),
+        "{message}"
+    );
+    assert!(!dir.path().join("free.txt").exists());
+    let report = required.report().await.unwrap().to_string();
+    assert!(
+        report.contains("not enforced: this test kernel has no Landlock; commands are refused"),
+        "{report}"
+    );
+
+    let lenient = sandbox(false);
+    let out = lenient.run(spec).await.unwrap();
+    assert!(out.success(), "{out:?}");
+    assert!(dir.path().join("free.txt").exists());
+    let report = lenient.report().await.unwrap().to_string();
+    assert!(report.contains("commands run unsandboxed"), "{report}");
+}
