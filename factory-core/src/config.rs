@@ -364,7 +364,10 @@ impl FactoryConfig {
 
     /// The file `factory init` writes: every setting with its default and a comment.
     pub fn template(main_branch: &str, verify_command: Option<&str>) -> String {
-        let verify = verify_command.unwrap_or("");
+        // As TOML strings: a verify command such as `tr '\0' x` has backslashes to escape.
+        let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let verify = quote(verify_command.unwrap_or(""));
+        let main_branch = quote(main_branch);
         format!(
             r#"# Factory configuration. Every key is optional; shown are the defaults.
 
@@ -373,7 +376,7 @@ max_parallel = 2
 
 [git]
 # Tasks branch from and merge (--no-ff) into this branch.
-main_branch = "{main_branch}"
+main_branch = {main_branch}
 # Author and committer of Factory's commits (your global git config is never used).
 author_name = "Factory"
 author_email = "factory@localhost"
@@ -382,7 +385,7 @@ merge_retry_secs = 5
 
 [verify]
 # Shell command run in each task's worktree; exit 0 passes. Empty disables verify.
-command = "{verify}"
+command = {verify}
 timeout_secs = 1800
 
 [qa]

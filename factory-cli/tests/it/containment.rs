@@ -86,3 +86,38 @@ fn an_agent_cannot_write_the_checkout_or_the_git_dir() {
     );
     assert!(!dir.join(".git/hooks/post-checkout").exists());
 }
+
+#[test]
+fn verify_output_past_the_cap_goes_to_an_overflow_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "head -c 5000 /dev/zero | tr '\\0' v");
+    let config_path = dir.join(".factory/config.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap().replace(
+        "captured_output_bytes = 8388608",
+        "captured_output_bytes = 1024",
+    );
+    std::fs::write(&config_path, config).unwrap();
+    assert!(factory(&dir, &["epic", "add", "Add a"]).status.success());
+    let out = factory(&dir, &["run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let logs = dir.join(".factory/logs/001-add-a-file");
+    let overflow = logs.join("verify-qa-round-1.overflow.log");
+    let log = std::fs::read_to_string(logs.join("verify-qa-round-1.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "{}\n[… 3976 bytes more of stdout, see {}]\n",
+            "v".repeat(1024),
+            overflow.display()
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&overflow).unwrap(),
+        format!(
+            "\n--- stdout past the first 1024 bytes (kept in memory) ---\n{}",
+            "v".repeat(3976)
+        )
+    );
+}

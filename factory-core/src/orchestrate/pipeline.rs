@@ -383,6 +383,12 @@ impl Factory {
         if command.is_empty() {
             return Ok(VerifySummary::NotConfigured);
         }
+        let stage_name = match stage {
+            VerifyStage::Qa => "qa",
+            VerifyStage::PreMerge => "pre-merge",
+        };
+        let dir = self.layout().logs_dir(&task.spec_id.to_string());
+        let path = dir.join(format!("verify-{stage_name}-round-{round}.log"));
         let output = self
             .inner
             .ports
@@ -394,15 +400,9 @@ impl Factory {
                 stdin: None,
                 timeout: std::time::Duration::from_secs(self.config().verify.timeout_secs),
                 writable: vec![self.layout().task_worktree(&task.spec_id)],
-                output_log: None,
+                output_log: Some(path.with_extension("overflow.log")),
             })
             .await?;
-        let stage_name = match stage {
-            VerifyStage::Qa => "qa",
-            VerifyStage::PreMerge => "pre-merge",
-        };
-        let dir = self.layout().logs_dir(&task.spec_id.to_string());
-        let path = dir.join(format!("verify-{stage_name}-round-{round}.log"));
         let log = format!(
             "$ {command}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}\n",
             output.exit_code, output.stdout, output.stderr

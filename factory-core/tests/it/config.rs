@@ -17,6 +17,15 @@ fn template_parses_to_the_defaults() {
 }
 
 #[test]
+fn template_quotes_a_verify_command_with_backslashes_and_quotes() {
+    let verify = r#"printf '%s\n' "a b" | tr '\0' x"#;
+    let text = FactoryConfig::template("feature/x", Some(verify));
+    let cfg = FactoryConfig::from_toml(&text, Path::new("config.toml")).unwrap();
+    assert_eq!(cfg.verify.command, verify);
+    assert_eq!(cfg.git.main_branch, "feature/x");
+}
+
+#[test]
 fn sandbox_writable_paths_expand_home_and_refuse_relative_ones() {
     let cfg = FactoryConfig::from_toml(
         "[sandbox]\nrequired = true\nwritable = [\"~/.m2\", \"/opt/cache\"]\n[limits]\ncaptured_output_bytes = 4096",
