@@ -73,8 +73,17 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    // Before any runtime or thread: Factory starts this program again as the supervisor of each
+    // verify command (`/proc/self/exe __supervise …`).
+    if let Some(code) = factory_workspace::run_supervisor_if_requested() {
+        return Ok(code);
+    }
+    tokio::runtime::Runtime::new()?.block_on(run())?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn run() -> anyhow::Result<()> {
     let keep;
     let dir: PathBuf = match std::env::args().nth(1) {
         Some(dir) => PathBuf::from(dir),

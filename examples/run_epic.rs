@@ -26,8 +26,17 @@ write = "Hello from Factory\n"
 verdict = "approve"
 "#;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    // Before any runtime or thread: this program is also the supervisor of the commands that
+    // ProcessSandbox runs (it starts `/proc/self/exe __supervise …`).
+    if let Some(code) = factory_agents::supervise::run_if_requested() {
+        return Ok(code);
+    }
+    tokio::runtime::Runtime::new()?.block_on(run())?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn run() -> anyhow::Result<()> {
     let repo = std::env::args()
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: run_epic REPO"))?;

@@ -157,7 +157,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    // ProcessSandbox starts this program as the supervisor of each verify command.
+    if let Some(code) = factory_agents::supervise::run_if_requested() {
+        return code;
+    }
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -184,4 +188,5 @@ fn main() {
         "  ratio factory / script:            {:>8.2}x (target <= 1.3x)",
         f.as_secs_f64() / b.as_secs_f64()
     );
+    std::process::ExitCode::SUCCESS
 }

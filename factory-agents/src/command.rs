@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use factory_core::agent::AgentRole;
 use factory_core::ports::{
     AgentBackend, AgentError, AgentRequest, AgentResponse, Clock, CommandSpec, SandboxError,
     TranscriptKind,
 };
 
-use crate::process::run_command;
+use crate::process::ProcessSandbox;
 use crate::transcript::Transcript;
 
 /// How much of stderr an [`AgentError::Exited`] keeps: the end, where the reason usually is.
@@ -17,21 +18,32 @@ const STDERR_TAIL_CHARS: usize = 2000;
 
 /// Runs a shell command line as the agent, the way README "Agent formats" describes: `sh -c` in
 /// the request's workdir, the prompt on stdin, `FACTORY_*` variables in the environment, the
-/// role's output on stdout. Killed with its whole process group after the timeout.
+/// role's output on stdout. Runs through a [`ProcessSandbox`]: a worker or reviewer may write
+/// its workdir (the task's worktree) and spec dir, a planner (in the repository root) neither;
+/// everything it started is ended when it exits or times out.
 pub struct CommandAgent {
     command: String,
     timeout: Duration,
     clock: Arc<dyn Clock>,
+    sandbox: ProcessSandbox,
 }
 
 impl CommandAgent {
     /// An agent that runs `command`, killed after `timeout`; transcript times come from `clock`.
+    /// Runs through [`ProcessSandbox::new`] unless [`CommandAgent::with_sandbox`] says otherwise.
     pub fn new(command: impl Into<String>, timeout: Duration, clock: Arc<dyn Clock>) -> Self {
         CommandAgent {
             command: command.into(),
             timeout,
             clock,
+            sandbox: ProcessSandbox::new(),
         }
+    }
+
+    /// Runs the command through `sandbox` (its supervisor, sandbox settings and limits).
+    pub fn with_sandbox(mut self, sandbox: ProcessSandbox) -> Self {
+        self.sandbox = sandbox;
+        self
     }
 }
 
@@ -79,14 +91,23 @@ impl AgentBackend for CommandAgent {
                 request.task_key.clone().unwrap_or_default(),
             ),
         ];
+        let writable = match request.role {
+            // The planner runs in the repository root: the user's checkout and `.git`.
+            AgentRole::Planner => Vec::new(),
+            AgentRole::Worker | AgentRole::Reviewer => std::iter::once(request.workdir.clone())
+                .chain(request.spec_dir.clone())
+                .collect(),
+        };
         let spec = CommandSpec {
             command: self.command.clone(),
             cwd: request.workdir,
             env,
             stdin: Some(request.prompt),
             timeout: self.timeout,
+            writable,
+            output_log: None,
         };
-        let output = run_command(&spec).await.map_err(|e| match e {
+        let output = self.sandbox.run_command(&spec).await.map_err(|e| match e {
             SandboxError::MissingCwd(dir) => AgentError::Spawn {
                 command: self.command.clone(),
                 source: std::io::Error::new(
@@ -95,6 +116,12 @@ impl AgentBackend for CommandAgent {
                 ),
             },
             SandboxError::Spawn { command, source } => AgentError::Spawn { command, source },
+            e @ (SandboxError::Unenforceable(_) | SandboxError::Supervisor(_)) => {
+                AgentError::Spawn {
+                    command: self.command.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                }
+            }
         })?;
         if output.timed_out {
             return Err(AgentError::Timeout(whole_seconds(self.timeout)));

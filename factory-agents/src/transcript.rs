@@ -6,6 +6,9 @@ use std::time::Duration;
 use factory_core::Timestamp;
 use factory_core::ports::{Clock, TranscriptEntry, TranscriptKind};
 
+/// Lines of one stream kept as transcript entries.
+pub(crate) const MAX_LINES: usize = 20_000;
+
 /// Collects transcript entries as a run goes, so every backend records the same shape:
 /// the prompt, what the agent printed (one entry per line), edits, and how it ended.
 pub(crate) struct Transcript {
@@ -35,10 +38,19 @@ impl Transcript {
         });
     }
 
-    /// One entry per line of `text`.
+    /// One entry per line of `text`, up to [`MAX_LINES`]; then one entry saying how many more
+    /// lines there were. Without the cap, 8 MiB of empty lines would be 8 million entries.
     pub(crate) fn lines(&mut self, kind: TranscriptKind, text: &str) {
-        for line in text.lines() {
+        let mut lines = text.lines();
+        for line in lines.by_ref().take(MAX_LINES) {
             self.push(kind, line);
+        }
+        let more = lines.count();
+        if more > 0 {
+            self.push(
+                kind,
+                format!("[… {more} more lines, not in the transcript]"),
+            );
         }
     }
 

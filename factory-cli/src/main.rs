@@ -63,6 +63,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the filesystem sandbox allows agents and verify commands here (exit 1 when it is
+    /// required but cannot be enforced).
+    Doctor(JsonArg),
     /// Build a sample repository with its own tests and run a 3-task epic through the whole
     /// pipeline with a scripted agent (no model or account needed).
     Demo {
@@ -175,6 +178,10 @@ enum MailCommand {
 }
 
 fn main() -> ExitCode {
+    // `factory __supervise …`: this program as the supervisor of one agent or verify command.
+    if let Some(code) = factory_workspace::run_supervisor_if_requested() {
+        return code;
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -300,6 +307,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             options.wait_for_checkout = wait;
             let end = render::run_with_progress(&ws, options).await?;
             Ok(render::run_outcome(&end, Some(wait)))
+        }
+        Command::Doctor(JsonArg { json }) => {
+            let ws = open(&repo).await?;
+            let report = ws.sandbox_report().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(if report.required && !report.is_enforced() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Status(JsonArg { json }) => {
             let ws = open(&repo).await?;

@@ -22,6 +22,10 @@ pub struct FactoryConfig {
     pub qa: QaConfig,
     /// Which agent plays each role.
     pub agent: AgentConfig,
+    /// What agent and verify processes may write.
+    pub sandbox: SandboxConfig,
+    /// Caps on what Factory keeps in memory and on disk.
+    pub limits: LimitsConfig,
 }
 
 impl Default for FactoryConfig {
@@ -32,6 +36,8 @@ impl Default for FactoryConfig {
             verify: VerifyConfig::default(),
             qa: QaConfig::default(),
             agent: AgentConfig::default(),
+            sandbox: SandboxConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -121,6 +127,80 @@ pub struct QaConfig {
 impl Default for QaConfig {
     fn default() -> Self {
         QaConfig { max_rounds: 3 }
+    }
+}
+
+/// `[sandbox]`: the filesystem sandbox (Landlock on Linux) around agent and verify processes.
+/// Everything stays readable; writes are allowed only to the command's own directories (a task's
+/// worktree, its spec dir, a per-run temp dir) and to `writable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Sandbox commands at all. Off: commands may write wherever the user may.
+    pub enabled: bool,
+    /// Refuse to run commands where the sandbox cannot be enforced, instead of warning once and
+    /// running them unsandboxed.
+    pub required: bool,
+    /// Extra paths every command may write, typically tools' caches. `~/` is the home directory;
+    /// paths that do not exist are skipped. Setting this replaces the default list.
+    pub writable: Vec<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: true,
+            required: false,
+            writable: DEFAULT_WRITABLE.iter().map(PathBuf::from).collect(),
+        }
+    }
+}
+
+/// Tools' caches and the agent CLIs' own state: writable by default so `cargo`, `npm`, `pip` and
+/// agent CLIs work, while nothing that runs code for the user later (shell rc files, git config,
+/// `~/.config`) is.
+const DEFAULT_WRITABLE: &[&str] = &[
+    "~/.cargo/registry",
+    "~/.cargo/git",
+    "~/.rustup/tmp",
+    "~/.npm",
+    "~/.cache",
+    "~/.claude",
+    "~/.claude.json",
+    "~/.codex",
+];
+
+impl SandboxConfig {
+    /// `writable` with `~/` replaced by `home` (entries under `~/` are dropped without a home).
+    pub fn writable_paths(&self, home: Option<&Path>) -> Vec<PathBuf> {
+        self.writable
+            .iter()
+            .filter_map(|p| match p.strip_prefix("~") {
+                Ok(rest) => home.map(|h| h.join(rest)),
+                Err(_) => Some(p.clone()),
+            })
+            .collect()
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Bytes of a command's stdout (and, separately, stderr) kept in memory; the rest goes to the
+    /// command's log file, if it has one, and the kept text ends with a marker saying so.
+    pub captured_output_bytes: u64,
+    /// Bytes past the captured part written to a command's log file before it is cut off with a
+    /// marker.
+    pub log_output_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            captured_output_bytes: 8 * 1024 * 1024,
+            log_output_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -266,6 +346,22 @@ impl FactoryConfig {
                 "[git] author_name and author_email must not be empty",
             ));
         }
+        if config.limits.captured_output_bytes < 1024 {
+            return Err(value(
+                "[limits] captured_output_bytes must be at least 1024",
+            ));
+        }
+        if let Some(bad) = config
+            .sandbox
+            .writable
+            .iter()
+            .find(|p| !p.is_absolute() && !p.starts_with("~"))
+        {
+            return Err(value(&format!(
+                "[sandbox] writable entry {} must be absolute or start with ~/",
+                bad.display()
+            )));
+        }
         Ok(config)
     }
 
@@ -322,6 +418,22 @@ max_rounds = 3
 timeout_secs = 1800
 
 # Per-role overrides: [agent.planner], [agent.worker], [agent.reviewer] take the same keys.
+
+[sandbox]
+# Agents and verify commands may write only their task's worktree and spec dir, a temp dir of
+# their own, and `writable` (Landlock on Linux); everything else, your checkout and .git included,
+# is read-only to them.
+enabled = true
+# true: refuse to run where the sandbox cannot be enforced (default: warn once, run unsandboxed).
+required = false
+# Extra writable paths (tools' caches); ~/ is your home; missing paths are skipped.
+writable = ["~/.cargo/registry", "~/.cargo/git", "~/.rustup/tmp", "~/.npm", "~/.cache", "~/.claude", "~/.claude.json", "~/.codex"]
+
+[limits]
+# Output of one command kept in memory, per stream; the rest goes to its log file.
+captured_output_bytes = 8388608
+# Output past that written to the log file before it is cut off.
+log_output_bytes = 67108864
 "#
         )
     }

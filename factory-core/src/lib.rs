@@ -18,6 +18,7 @@ pub mod ports;
 pub mod protocol;
 pub mod spec;
 pub mod task;
+pub mod text;
 
 mod transition;
 

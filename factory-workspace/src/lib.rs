@@ -5,12 +5,19 @@
 //! the ports' implementations into a [`Factory`].
 //!
 //! Errors say what is wrong, not which command to type: frontends add their own advice.
+//!
+//! A program that opens a workspace and runs agents or verify commands must call
+//! [`run_supervisor_if_requested`] first thing in `main`: Factory starts the running program
+//! again as the supervisor of each command (see `factory_agents::supervise`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use factory_agents::{ProcessSandbox, build_backend};
+use factory_agents::{ProcessOptions, ProcessSandbox, build_backend};
+
+pub use factory_agents::SandboxReport;
+pub use factory_agents::supervise::run_if_requested as run_supervisor_if_requested;
 use factory_core::agent::AgentRole;
 use factory_core::config::{AgentTemplate, ConfigError, FactoryConfig, VerifyConfig};
 use factory_core::layout::{FACTORY_DIR, Layout};
@@ -67,6 +74,9 @@ pub enum OpenError {
     /// Git failed.
     #[error(transparent)]
     Vcs(#[from] VcsError),
+    /// The sandbox could not be probed.
+    #[error("cannot probe the sandbox: {0}")]
+    Sandbox(String),
     /// A role's agent is misconfigured.
     #[error("{0}")]
     AgentUnavailable(String),
@@ -116,6 +126,7 @@ pub enum AgentSetup {
 pub struct Workspace {
     factory: Factory,
     unavailable: Vec<String>,
+    sandbox: ProcessSandbox,
 }
 
 /// The top-level directory of the user's checkout of the repository containing `start`.
@@ -231,6 +242,7 @@ impl Workspace {
             config.git.identity(),
             layout.merge_worktree(),
         )?;
+        let sandbox = ProcessSandbox::with_options(ProcessOptions::from_config(&config));
         let mut unavailable = Vec::new();
         let agents = match agents {
             Some(agents) => agents,
@@ -240,6 +252,7 @@ impl Workspace {
                         &config.agent.for_role(role),
                         &layout.factory_dir(),
                         clock.clone(),
+                        &sandbox,
                     ) {
                         Ok(b) => b,
                         Err(e) => {
@@ -258,19 +271,29 @@ impl Workspace {
         let ports = Ports {
             store: Arc::new(store),
             vcs: Arc::new(vcs),
-            sandbox: Arc::new(ProcessSandbox::new()),
+            sandbox: Arc::new(sandbox.clone()),
             clock,
             agents,
         };
         Ok(Workspace {
             factory: Factory::new(ports, config, layout),
             unavailable,
+            sandbox,
         })
     }
 
     /// The orchestration over the real ports.
     pub fn factory(&self) -> &Factory {
         &self.factory
+    }
+
+    /// What the filesystem sandbox enforces here and which paths agents may write (probed once,
+    /// by starting the supervisor).
+    pub async fn sandbox_report(&self) -> Result<&SandboxReport, OpenError> {
+        self.sandbox
+            .report()
+            .await
+            .map_err(|e| OpenError::Sandbox(e.to_string()))
     }
 
     /// Fails with the first agent configuration problem, before any work starts.

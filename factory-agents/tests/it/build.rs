@@ -8,7 +8,7 @@ use factory_core::agent::AgentRole;
 use factory_core::config::{AgentConfig, AgentKind, AgentOverride, RoleAgent};
 use factory_core::protocol::PlanOutput;
 
-use crate::fixture::{FixedClock, planner_request};
+use crate::fixture::{FixedClock, planner_request, process_sandbox};
 
 fn role(kind: AgentKind, command: Option<&str>, script: Option<&str>) -> RoleAgent {
     RoleAgent {
@@ -28,6 +28,7 @@ fn command_kind_without_command_says_what_to_set() {
             &role(AgentKind::Command, command, None),
             dir.path(),
             Arc::new(FixedClock::new()),
+            &process_sandbox(),
         )
         .err()
         .unwrap();
@@ -48,6 +49,7 @@ fn scripted_kind_needs_a_readable_valid_script() {
         &role(AgentKind::Scripted, None, None),
         dir.path(),
         clock.clone(),
+        &process_sandbox(),
     )
     .err()
     .unwrap();
@@ -58,6 +60,7 @@ fn scripted_kind_needs_a_readable_valid_script() {
         &role(AgentKind::Scripted, None, Some("absent.toml")),
         dir.path(),
         clock.clone(),
+        &process_sandbox(),
     )
     .err()
     .unwrap();
@@ -76,6 +79,7 @@ fn scripted_kind_needs_a_readable_valid_script() {
         &role(AgentKind::Scripted, None, Some("broken.toml")),
         dir.path(),
         clock,
+        &process_sandbox(),
     )
     .err()
     .unwrap();
@@ -110,6 +114,7 @@ async fn configured_backends_are_built_and_run() {
         &config.for_role(AgentRole::Planner),
         dir.path(),
         clock.clone(),
+        &process_sandbox(),
     )
     .unwrap();
     assert_eq!(planner.name(), "scripted");
@@ -123,7 +128,13 @@ async fn configured_backends_are_built_and_run() {
     .unwrap();
     assert_eq!(plan.tasks[0].key, "a");
 
-    let worker = build_backend(&config.for_role(AgentRole::Worker), dir.path(), clock).unwrap();
+    let worker = build_backend(
+        &config.for_role(AgentRole::Worker),
+        dir.path(),
+        clock,
+        &process_sandbox(),
+    )
+    .unwrap();
     assert_eq!(worker.name(), "command");
     let plan = PlanOutput::parse(
         &worker

@@ -8,7 +8,8 @@ use factory_agents::CommandAgent;
 use factory_core::agent::AgentRole;
 use factory_core::ports::{AgentBackend, AgentError, TranscriptKind};
 
-use crate::fixture::{FixedClock, planner_request, task_dirs, task_request};
+use crate::fixture::{FixedClock, planner_request, process_sandbox, task_dirs, task_request};
+use crate::output::{MIB, status_bytes};
 
 /// Writes `body` as a shell script into `dir` and returns the command line that runs it.
 fn script(dir: &Path, body: &str) -> String {
@@ -35,7 +36,8 @@ async fn worker_gets_prompt_on_stdin_and_every_factory_variable() {
         script(tools.path(), ECHO_ALL),
         Duration::from_secs(10),
         clock.clone(),
-    );
+    )
+    .with_sandbox(process_sandbox());
     assert_eq!(agent.name(), "command");
     let request = task_request(
         AgentRole::Worker,
@@ -98,7 +100,8 @@ async fn planner_gets_empty_task_variables_not_unset_ones() {
         script(tools.path(), ECHO_ALL),
         Duration::from_secs(10),
         Arc::new(FixedClock::new()),
-    );
+    )
+    .with_sandbox(process_sandbox());
     let response = agent.run(planner_request(repo.path())).await.unwrap();
     let out = response.output;
     assert!(out.contains("stdin=plan the epic\n"), "{out}");
@@ -125,7 +128,8 @@ exit 3
         script(tools.path(), body),
         Duration::from_secs(10),
         Arc::new(FixedClock::new()),
-    );
+    )
+    .with_sandbox(process_sandbox());
     let err = agent
         .run(task_request(
             AgentRole::Worker,
@@ -159,7 +163,8 @@ async fn timeout_is_reported_and_the_agent_killed_quickly() {
         "sleep 30",
         Duration::from_millis(300),
         Arc::new(FixedClock::new()),
-    );
+    )
+    .with_sandbox(process_sandbox());
     let start = Instant::now();
     let err = agent
         .run(task_request(
@@ -179,7 +184,8 @@ async fn timeout_is_reported_and_the_agent_killed_quickly() {
 #[tokio::test]
 async fn missing_workdir_is_a_spawn_error() {
     let dirs = task_dirs();
-    let agent = CommandAgent::new("true", Duration::from_secs(10), Arc::new(FixedClock::new()));
+    let agent = CommandAgent::new("true", Duration::from_secs(10), Arc::new(FixedClock::new()))
+        .with_sandbox(process_sandbox());
     let missing = dirs.workdir.join("gone");
     let err = agent
         .run(task_request(
@@ -207,7 +213,8 @@ async fn unknown_command_is_exited_127() {
         "no-such-agent-cli-7c1d --stdin",
         Duration::from_secs(10),
         Arc::new(FixedClock::new()),
-    );
+    )
+    .with_sandbox(process_sandbox());
     let err = agent
         .run(task_request(
             AgentRole::Worker,
@@ -225,4 +232,54 @@ async fn unknown_command_is_exited_127() {
         }
         other => panic!("expected Exited, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_reviewer_printing_200_mb_of_lines_keeps_memory_bounded() {
+    let dirs = task_dirs();
+    let agent = CommandAgent::new(
+        "yes ok | head -c 200000000",
+        Duration::from_secs(300),
+        Arc::new(FixedClock::new()),
+    )
+    .with_sandbox(process_sandbox());
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = status_bytes("VmRSS:");
+    let response = agent
+        .run(task_request(
+            AgentRole::Reviewer,
+            "k",
+            1,
+            &dirs.workdir,
+            &dirs.spec_dir,
+        ))
+        .await
+        .unwrap();
+    let growth = status_bytes("VmHWM:").saturating_sub(before);
+    eprintln!(
+        "reviewer printing 200 MB of lines: RSS +{} MiB",
+        growth / MIB
+    );
+    assert!(growth < 100 * MIB, "RSS grew by {} MiB", growth / MIB);
+    assert!(
+        response
+            .output
+            .ends_with("bytes more of stdout, not kept]\n"),
+        "{}",
+        &response.output[response.output.len() - 100..]
+    );
+    let stdout: Vec<&str> = response
+        .transcript
+        .iter()
+        .filter(|e| e.kind == TranscriptKind::Stdout)
+        .map(|e| e.text.as_str())
+        .collect();
+    assert_eq!(stdout.len(), 20_001);
+    assert!(stdout[..20_000].iter().all(|l| *l == "ok"));
+    assert!(
+        stdout[20_000].starts_with("[… ")
+            && stdout[20_000].ends_with(" more lines, not in the transcript]"),
+        "{}",
+        stdout[20_000]
+    );
 }

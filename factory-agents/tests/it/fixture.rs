@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use factory_agents::{ProcessOptions, ProcessSandbox, Supervisor};
 use factory_core::Timestamp;
 use factory_core::agent::{AgentId, AgentRole};
 use factory_core::ports::{AgentRequest, Clock, SystemClock};
@@ -108,4 +109,29 @@ pub fn read_pid(file: &Path) -> u32 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// The `factory-supervise` binary of this crate: test binaries cannot be their own supervisor.
+pub fn supervisor() -> Supervisor {
+    Supervisor::program(env!("CARGO_BIN_EXE_factory-supervise"))
+}
+
+/// A process sandbox with the default settings and this crate's supervisor binary.
+pub fn process_sandbox() -> ProcessSandbox {
+    ProcessSandbox::with_options(ProcessOptions {
+        supervisor: supervisor(),
+        ..ProcessOptions::default()
+    })
+}
+
+/// Waits (bounded) for `file` to hold a complete line, as a command writes a pid.
+pub async fn wait_for_line(file: &Path, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if std::fs::read_to_string(file).is_ok_and(|s| s.ends_with('\n')) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }

@@ -4,6 +4,9 @@
 
 mod build;
 mod command;
+mod containment;
 mod fixture;
+mod fs_sandbox;
+mod output;
 mod sandbox;
 mod scripted;

@@ -4,10 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use factory_agents::ProcessSandbox;
 use factory_core::ports::{CommandSpec, Sandbox, SandboxError};
 
-use crate::fixture::{read_pid, wait_dead};
+use crate::fixture::{process_sandbox, read_pid, wait_dead};
 
 fn spec(command: &str, cwd: &Path) -> CommandSpec {
     CommandSpec {
@@ -16,11 +15,13 @@ fn spec(command: &str, cwd: &Path) -> CommandSpec {
         env: Vec::new(),
         stdin: None,
         timeout: Duration::from_secs(10),
+        writable: vec![cwd.to_owned()],
+        output_log: None,
     }
 }
 
 fn sandbox() -> Arc<dyn Sandbox> {
-    Arc::new(ProcessSandbox::new())
+    Arc::new(process_sandbox())
 }
 
 #[tokio::test]

@@ -71,7 +71,9 @@ pub fn repo(dir: &Path) {
 /// `<key>.txt` (appending the round) and logs each run to `agent-runs.log` in the `.factory` dir;
 /// the reviewer approves. Files in .factory steer it: `FAIL_<role>` / `GARBAGE_<role>` make that
 /// role exit 3 or print garbage; `SLOW_<key>` makes that worker sleep 30 s and `SLEEPY` every
-/// worker 0.5 s; `SAME_<key>` makes the worker write the same content every round;
+/// worker 0.5 s; `ESCAPE` makes workers leave a `setsid` process (pid in `escaped.pid`);
+/// `WRITE_OUTSIDE` makes them try to write README.md and a git hook in the repository;
+/// `SAME_<key>` makes the worker write the same content every round;
 /// `REVIEW_CHANGES_<key>` makes the reviewer always request changes; `GARBAGE_planner_epic-N`
 /// makes only epic N's planner print garbage; `SELF_COMMIT_<key>` makes the worker commit its own
 /// work; `RM_GIT_<key>` makes it delete its worktree's `.git` file. Workers save their prompt as
@@ -107,6 +109,8 @@ case "$FACTORY_ROLE" in
   worker)
     printf '%s' "$PROMPT" > "$F/prompt-$FACTORY_SPEC_ID-$FACTORY_ROUND.txt"
     echo "start $FACTORY_TASK_KEY $(date +%s%N)" >> "$F/times.log"
+    if [ -f "$F/ESCAPE" ]; then setsid sh -c 'sleep 300 & echo $! > "$1/escaped.pid"' sh "$F" </dev/null >/dev/null 2>&1; fi
+    if [ -f "$F/WRITE_OUTSIDE" ]; then echo pwned >> "$F/../README.md"; echo '#!/bin/sh' > "$F/../.git/hooks/post-checkout"; fi
     if [ -f "$F/SLOW_$FACTORY_TASK_KEY" ]; then sleep 30; fi
     if [ -f "$F/SLEEPY" ]; then sleep 0.5; fi
     if [ -f "$F/SAME_$FACTORY_TASK_KEY" ]; then echo "same" > "$FACTORY_TASK_KEY.txt";
@@ -155,6 +159,22 @@ pub fn factory_repo(dir: &Path, tasks: &[&str], verify: &str) -> PathBuf {
         ],
     );
     assert!(out.status.success(), "init: {}", stderr(&out));
+    // The agent keeps its log and reads its steering files in .factory/, which the filesystem
+    // sandbox otherwise keeps read-only to agents.
+    let config_path = dir.join(".factory/config.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let writable = format!("writable = [\"{}\"]", dir.join(".factory").display());
+    let config: Vec<String> = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("writable = ") {
+                writable.clone()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&config_path, config.join("\n")).unwrap();
     agent
 }
 
@@ -199,4 +219,48 @@ pub fn interrupt(child: std::process::Child) -> Output {
         .expect("run kill");
     assert!(sent.success(), "kill -INT {pid} failed");
     child.wait_with_output().expect("wait for factory")
+}
+
+/// Whether process `pid` is gone (a zombie counts as gone).
+pub fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// Every live process below `root` now, by following parent links in /proc.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|&&(_, ppid)| ppid == parent)
+                .map(|&(pid, _)| pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found.retain(|&pid| !is_dead(pid));
+    found
 }

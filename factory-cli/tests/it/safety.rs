@@ -142,12 +142,16 @@ fn a_worker_that_deletes_its_git_file_blocks_only_its_task_and_commits_nothing_o
 }
 
 /// Issue "trustworthy runs", item 4: a worker that commits its own work has changed something;
-/// it used to be blocked as "made no changes".
+/// it used to be blocked as "made no changes". Agents can commit only with the sandbox off (the
+/// sandbox keeps the repository's git dir read-only to them), so this runs with it off.
 #[test]
 fn a_worker_that_commits_its_own_work_is_merged() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("repo");
     factory_repo(&dir, &["alpha"], "test -f alpha.txt");
+    let cfg = dir.join(".factory/config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replacen("enabled = true", "enabled = false", 1)).unwrap();
     std::fs::write(dir.join(".factory/SELF_COMMIT_alpha"), "").unwrap();
     assert!(
         factory(&dir, &["epic", "add", "Add alpha"])

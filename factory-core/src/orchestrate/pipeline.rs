@@ -422,6 +422,12 @@ impl Factory {
         if command.is_empty() {
             return Ok(VerifySummary::NotConfigured);
         }
+        let stage_name = match stage {
+            VerifyStage::Qa => "qa",
+            VerifyStage::PreMerge => "pre-merge",
+        };
+        let dir = self.layout().logs_dir(&task.spec_id.to_string());
+        let path = dir.join(format!("verify-{stage_name}-round-{round}.log"));
         let output = self
             .inner
             .ports
@@ -432,14 +438,10 @@ impl Factory {
                 env: vec![("FACTORY_SPEC_ID".into(), task.spec_id.to_string())],
                 stdin: None,
                 timeout: std::time::Duration::from_secs(self.config().verify.timeout_secs),
+                writable: vec![self.layout().task_worktree(&task.spec_id)],
+                output_log: Some(path.with_extension("overflow.log")),
             })
             .await?;
-        let stage_name = match stage {
-            VerifyStage::Qa => "qa",
-            VerifyStage::PreMerge => "pre-merge",
-        };
-        let dir = self.layout().logs_dir(&task.spec_id.to_string());
-        let path = dir.join(format!("verify-{stage_name}-round-{round}.log"));
         let log = format!(
             "$ {command}\n{}\n--- stdout\n{}\n--- stderr\n{}\n",
             crate::ports::exit_description(output.exit_code),

@@ -163,6 +163,7 @@ impl Factory {
                 env: Vec::new(),
                 stdin: None,
                 timeout: Duration::from_secs(10),
+                ..CommandSpec::default()
             })
             .await?;
         if out.success() {

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use factory_core::agent::AgentRole;
-use factory_core::config::{AgentKind, AgentTemplate, FactoryConfig};
+use factory_core::config::{AgentKind, AgentTemplate, FactoryConfig, LimitsConfig, SandboxConfig};
 use proptest::prelude::*;
 
 #[test]
@@ -13,6 +13,43 @@ fn template_parses_to_the_defaults() {
     assert_eq!(cfg.verify.command, "cargo test");
     assert_eq!(cfg.git.main_branch, "main");
     assert_eq!(cfg.agent.kind, AgentKind::Command);
+    assert_eq!(cfg.sandbox, SandboxConfig::default());
+    assert_eq!(cfg.limits, LimitsConfig::default());
+}
+
+#[test]
+fn template_quotes_a_verify_command_with_backslashes_and_quotes() {
+    let verify = r#"printf '%s\n' "a b" | tr '\0' x"#;
+    let text = FactoryConfig::template("feature/x", Some(verify), &AgentTemplate::Unset);
+    let cfg = FactoryConfig::from_toml(&text, Path::new("config.toml")).unwrap();
+    assert_eq!(cfg.verify.command, verify);
+    assert_eq!(cfg.git.main_branch, "feature/x");
+}
+
+#[test]
+fn sandbox_writable_paths_expand_home_and_refuse_relative_ones() {
+    let cfg = FactoryConfig::from_toml(
+        "[sandbox]\nrequired = true\nwritable = [\"~/.m2\", \"/opt/cache\"]\n[limits]\ncaptured_output_bytes = 4096",
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert!(cfg.sandbox.enabled && cfg.sandbox.required);
+    assert_eq!(cfg.limits.captured_output_bytes, 4096);
+    assert_eq!(
+        cfg.sandbox.writable_paths(Some(Path::new("/home/u"))),
+        [Path::new("/home/u/.m2"), Path::new("/opt/cache")]
+    );
+    assert_eq!(cfg.sandbox.writable_paths(None), [Path::new("/opt/cache")]);
+    for (text, needle) in [
+        ("[sandbox]\nwritable = [\"cache\"]", "must be absolute"),
+        ("[sandbox]\nallow_all = true", "allow_all"),
+        ("[limits]\ncaptured_output_bytes = 10", "at least 1024"),
+    ] {
+        let err = FactoryConfig::from_toml(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
 }
 
 #[test]

@@ -42,9 +42,11 @@ fn repo(dir: &Path) {
     git(dir, &["commit", "-q", "-m", "initial"]);
 }
 
+/// No verify command: these tests run in-process agents only, so no command (and no
+/// supervisor, which a test binary cannot be) is started.
 fn options() -> InitOptions {
     InitOptions {
-        verify: Some("true".into()),
+        verify: Some(String::new()),
         ..InitOptions::default()
     }
 }
