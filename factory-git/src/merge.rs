@@ -229,11 +229,8 @@ impl GitRepo {
                 actual: now.map(|now| CommitId(now.to_string())),
             });
         }
-        let blockers = self
-            .blocking_paths(&checkout.work_tree, old, merged)
-            .await?;
-        if !blockers.is_empty() {
-            return Ok(waiting_for_changes(into, &checkout.work_tree, blockers));
+        if let Some(waiting) = self.checkout_in_the_way(into, &checkout, old, merged).await {
+            return Ok(waiting);
         }
         let (old_hex, merged_hex) = (old.to_string(), merged.to_string());
         let read_tree = ["read-tree", "-m", "-u", &old_hex, &merged_hex];
@@ -250,11 +247,8 @@ impl GitRepo {
         }
         if !out.success() {
             // read-tree checks every path before writing any: the checkout is as it was.
-            let blockers = self
-                .blocking_paths(&checkout.work_tree, old, merged)
-                .await?;
-            if !blockers.is_empty() {
-                return Ok(waiting_for_changes(into, &checkout.work_tree, blockers));
+            if let Some(waiting) = self.checkout_in_the_way(into, &checkout, old, merged).await {
+                return Ok(waiting);
             }
             return Ok(MergeOutcome::Waiting {
                 reason: format!(
@@ -318,7 +312,7 @@ impl GitRepo {
             let mut time = gix::date::parse::TimeBuf::default();
             match repo.edit_references_as([edit], Some(committer.to_ref(&mut time))) {
                 Ok(_) => Ok(None),
-                Err(err) => Ok(Some(err.to_string())),
+                Err(err) => Ok(Some(error_chain(&err))),
             }
         })
         .await?;
@@ -328,6 +322,15 @@ impl GitRepo {
         let into_owned = into.to_owned();
         let now = with_repo(&self.root, move |repo| read::branch_tip(repo, &into_owned)).await?;
         if now == Some(old) {
+            if failure.to_lowercase().contains("lock") {
+                // Another git command was writing `into` (a commit on it, a fetch): transient.
+                return Ok(MergeOutcome::Waiting {
+                    reason: format!(
+                        "merging into `{into}` is waiting: could not lock `{into}` ({failure}); run again"
+                    ),
+                    files: Vec::new(),
+                });
+            }
             return Err(VcsError::Git {
                 command: format!("update-ref refs/heads/{into} {merged} {old}"),
                 code: None,
@@ -339,6 +342,41 @@ impl GitRepo {
             expected: CommitId(old.to_string()),
             actual: now.map(|now| CommitId(now.to_string())),
         })
+    }
+
+    /// Why the user's `checkout` (which has `into` checked out) cannot be moved from `old` to
+    /// `merged` right now, as a `Waiting` outcome; `None` when nothing is in the way. A git
+    /// command writing the checkout (a `git checkout` takes `HEAD.lock` only after switching the
+    /// index and files), or a checkout changing under the status walk, is in the way too.
+    async fn checkout_in_the_way(
+        &self,
+        into: &str,
+        checkout: &Checkout,
+        old: ObjectId,
+        merged: ObjectId,
+    ) -> Option<MergeOutcome> {
+        let index_lock = checkout.git_dir.join("index.lock");
+        if std::fs::symlink_metadata(&index_lock).is_ok() {
+            return Some(MergeOutcome::Waiting {
+                reason: format!(
+                    "merging into `{into}` is waiting: a git command is writing your checkout at {} ({} exists); run again once it has finished",
+                    checkout.work_tree.display(),
+                    index_lock.display()
+                ),
+                files: Vec::new(),
+            });
+        }
+        match self.blocking_paths(&checkout.work_tree, old, merged).await {
+            Ok(blockers) if blockers.is_empty() => None,
+            Ok(blockers) => Some(waiting_for_changes(into, &checkout.work_tree, blockers)),
+            Err(err) => Some(MergeOutcome::Waiting {
+                reason: format!(
+                    "merging into `{into}` is waiting: could not read your checkout at {} ({err}); run again",
+                    checkout.work_tree.display()
+                ),
+                files: Vec::new(),
+            }),
+        }
     }
 
     /// The uncommitted paths in `checkout` that moving it from `old` to `merged` would touch:
@@ -592,6 +630,18 @@ enum MergeWorktree {
     Missing,
     /// Not a registered worktree of this repository, or not readable: ask git.
     Unknown,
+}
+
+/// An error and its sources, `: `-separated: gix puts the cause (a held lock) in a source.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Whether a dirty path and a changed path are the same, or one lies inside the other.

@@ -563,9 +563,10 @@ impl Vcs for GitRepo {
         }
         // The branch's tip, read from the repository: the commit just made on it.
         let branch = short_branch(branch).to_owned();
-        let tip = with_repo(&self.root, move |repo| read::branch_tip(repo, &branch))
-            .await?
-            .ok_or_else(|| VcsError::MissingBranch("HEAD".to_owned()))?;
+        let tip = with_repo(&self.root, move |repo| {
+            read::branch_tip(repo, &branch)?.ok_or(VcsError::MissingBranch(branch))
+        })
+        .await?;
         Ok(Some(CommitId(tip.to_string())))
     }
 

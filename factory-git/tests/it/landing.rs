@@ -20,6 +20,8 @@ async fn a_user_on_another_branch_keeps_it_and_main_moves_alone() {
     fx.write("b.txt", "user edit on feature\n");
     let feature = fx.rev("feature");
     let status = fx.git(&["status", "--porcelain"]);
+    // Refs only in packed-refs (as after `git gc`) are swapped just the same.
+    fx.git(&["pack-refs", "--all"]);
 
     let outcome = repo
         .merge_no_ff("factory/050-cas", "main", "Merge 050")
@@ -325,4 +327,31 @@ async fn a_rebase_of_main_makes_the_merge_wait_and_a_rebase_of_another_branch_do
     assert!(!fx.root.join("new.txt").exists());
     fx.git(&["rebase", "--abort"]);
     assert_eq!(fx.git(&["symbolic-ref", "HEAD"]).trim(), "refs/heads/side");
+}
+
+/// Another git command holding `refs/heads/main.lock` (a commit on main being written): main is
+/// unchanged and the merge waits instead of ending the run.
+#[tokio::test]
+async fn a_locked_main_makes_the_merge_wait() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    fx.branch_with("059-reflock", &[("new.txt", "new\n")]);
+    fx.git(&["checkout", "-q", "-b", "feature"]);
+    let main = fx.rev("main");
+    std::fs::write(fx.root.join(".git/refs/heads/main.lock"), "").unwrap();
+    let outcome = repo
+        .merge_no_ff("factory/059-reflock", "main", "Merge 059")
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, MergeOutcome::Waiting { reason, .. } if reason.contains("could not lock `main`")),
+        "{outcome:?}"
+    );
+    assert_eq!(fx.rev("main"), main);
+    std::fs::remove_file(fx.root.join(".git/refs/heads/main.lock")).unwrap();
+    let outcome = repo
+        .merge_no_ff("factory/059-reflock", "main", "Merge 059")
+        .await
+        .unwrap();
+    assert!(matches!(outcome, MergeOutcome::Merged(_)), "{outcome:?}");
 }
