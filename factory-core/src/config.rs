@@ -26,6 +26,8 @@ pub struct FactoryConfig {
     pub sandbox: SandboxConfig,
     /// Caps on what Factory keeps in memory and on disk.
     pub limits: LimitsConfig,
+    /// The merge queue.
+    pub merge: MergeConfig,
 }
 
 impl Default for FactoryConfig {
@@ -38,6 +40,7 @@ impl Default for FactoryConfig {
             agent: AgentConfig::default(),
             sandbox: SandboxConfig::default(),
             limits: LimitsConfig::default(),
+            merge: MergeConfig::default(),
         }
     }
 }
@@ -200,6 +203,28 @@ impl Default for LimitsConfig {
         LimitsConfig {
             captured_output_bytes: 8 * 1024 * 1024,
             log_output_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[merge]`: the merge queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    /// Conflict rounds a worker gets to resolve a conflict with main before its task is blocked.
+    pub conflict_attempts: u32,
+    /// Keep a task's branch after its merge (by default it is deleted with the worktree).
+    pub keep_branches: bool,
+    /// A task whose change adds or grows a file past this many bytes is blocked, naming it.
+    pub max_file_bytes: u64,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            conflict_attempts: 2,
+            keep_branches: false,
+            max_file_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -434,6 +459,14 @@ writable = ["~/.cargo/registry", "~/.cargo/git", "~/.rustup/tmp", "~/.npm", "~/.
 captured_output_bytes = 8388608
 # Output past that written to the log file before it is cut off.
 log_output_bytes = 67108864
+
+[merge]
+# Rounds a worker gets to resolve a conflict with main before its task is blocked.
+conflict_attempts = 2
+# Keep task branches after their merge (default: deleted with the worktree).
+keep_branches = false
+# A task that adds a file bigger than this (bytes) is blocked, naming the file.
+max_file_bytes = 10485760
 "#
         )
     }
