@@ -159,6 +159,11 @@ pub struct Task {
     /// The branch commit that last passed QA (review and verify); the merge queue merges
     /// exactly this commit, or re-verifies what replaced it.
     pub verified_commit: Option<String>,
+    /// Conflict rounds handed to the worker so far (bounded by `[merge] conflict_attempts`).
+    pub conflict_rounds: u32,
+    /// Paths in conflict with main that the next worker round must resolve; empty when no
+    /// conflict round is pending.
+    pub conflict_files: Vec<String>,
     /// When it was planned.
     pub created_at: Timestamp,
     /// When it last changed.
@@ -202,6 +207,10 @@ pub struct TaskChanges {
     pub pr_url: Option<Option<String>>,
     /// The commit that passed QA.
     pub verified_commit: Option<Option<String>>,
+    /// New conflict-round count.
+    pub conflict_rounds: Option<u32>,
+    /// Paths the pending conflict round must resolve (empty: none pending).
+    pub conflict_files: Option<Vec<String>>,
 }
 
 impl TaskChanges {
@@ -248,6 +257,8 @@ impl Task {
             merge_commit,
             pr_url,
             verified_commit,
+            conflict_rounds,
+            conflict_files,
         } = changes;
         if let Some(v) = attempts {
             next.attempts = v;
@@ -275,6 +286,12 @@ impl Task {
         }
         if let Some(v) = verified_commit {
             next.verified_commit = v;
+        }
+        if let Some(v) = conflict_rounds {
+            next.conflict_rounds = v;
+        }
+        if let Some(v) = conflict_files {
+            next.conflict_files = v;
         }
         next.version = self.version + 1;
         next.updated_at = now;

@@ -16,6 +16,7 @@
 //!   before anything is committed or rebased there.
 
 mod cli;
+mod conflict;
 mod health;
 mod merge;
 mod read;

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use factory_core::ports::{
-    BranchUpdate, CommitId, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError, WorktreeDamage,
+    BranchUpdate, CommitId, ConflictRound, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError,
+    WorktreeDamage,
 };
 
 use crate::cli::{Checkout, GitCli};
@@ -265,7 +266,7 @@ impl GitRepo {
     /// Aborts a rebase left half-done in the worktree at `path` (Factory's own, interrupted by a
     /// crash, or the agent's): while it is in progress `HEAD` is detached, which would read as
     /// damage, and the branch is still where the rebase started.
-    async fn abort_interrupted_rebase(&self, path: &Path) -> Result<(), VcsError> {
+    pub(crate) async fn abort_interrupted_rebase(&self, path: &Path) -> Result<(), VcsError> {
         let Some(at) = self.registered_checkout(path).await else {
             return Ok(());
         };
@@ -285,9 +286,13 @@ impl GitRepo {
     /// Brings the checked task worktree `at` back to its branch's committed state: tracked
     /// changes are reset and untracked (not ignored) files removed. Returns what was there.
     /// Ignored files (build output) stay: they never take part in a commit or a rebase.
-    async fn restore_committed_state(&self, at: &Checkout) -> Result<Vec<String>, VcsError> {
+    /// An unresolved conflict round ([`GitRepo::conflict_round`]) is discarded too.
+    pub(crate) async fn restore_committed_state(
+        &self,
+        at: &Checkout,
+    ) -> Result<Vec<String>, VcsError> {
         let discarded = with_repo(&at.work_tree, read::dirty_paths).await?;
-        if discarded.is_empty() {
+        if discarded.is_empty() && GitRepo::merge_in_progress(at).is_none() {
             return Ok(discarded);
         }
         tracing::info!(path = %at.work_tree.display(), ?discarded, "discarding uncommitted changes before rebasing");
@@ -384,7 +389,7 @@ impl GitRepo {
 }
 
 /// A branch name as git's porcelain expects it (`refs/heads/` stripped).
-fn short_branch(branch: &str) -> &str {
+pub(crate) fn short_branch(branch: &str) -> &str {
     branch.strip_prefix("refs/heads/").unwrap_or(branch)
 }
 
@@ -519,6 +524,9 @@ impl Vcs for GitRepo {
         message: &str,
     ) -> Result<Option<CommitId>, VcsError> {
         let at = self.task_checkout(worktree, branch).await?;
+        if let Some(onto) = GitRepo::merge_in_progress(&at) {
+            return self.commit_resolution(&at, branch, &onto, message).await;
+        }
         self.git.ok(&at, ["add", "--all"]).await?;
         let out = self
             .git
@@ -599,6 +607,15 @@ impl Vcs for GitRepo {
         message: &str,
     ) -> Result<MergeOutcome, VcsError> {
         self.merge(branch, verified, into, message).await
+    }
+
+    async fn start_conflict_round(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        onto: &str,
+    ) -> Result<ConflictRound, VcsError> {
+        self.conflict_round(worktree, branch, onto).await
     }
 
     async fn is_merged(&self, rev: &str, into: &str) -> Result<bool, VcsError> {

@@ -189,6 +189,8 @@ pub(crate) fn task(row: &SqliteRow, deps: &HashMap<i64, Vec<TaskId>>) -> Result<
         waiting_reason: r.opt_text("waiting_reason")?,
         merge_commit: r.opt_text("merge_commit")?,
         verified_commit: r.opt_text("verified_commit")?,
+        conflict_rounds: r.unsigned("conflict_rounds")?,
+        conflict_files: r.json("conflict_files")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })

@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task rounds",
         include_str!("../migrations/0003_task_rounds.sql"),
     ),
+    (
+        4,
+        "conflict rounds",
+        include_str!("../migrations/0004_conflict_rounds.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen yet.

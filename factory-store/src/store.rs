@@ -34,7 +34,7 @@ macro_rules! task_columns {
     () => {
         "id, epic_id, key, spec_id, title, description, acceptance, state, version, attempts, \
          qa_rounds, rounds_base, branch, pr_url, blocked_reason, waiting_reason, merge_commit, \
-         verified_commit, created_at, updated_at"
+         verified_commit, conflict_rounds, conflict_files, created_at, updated_at"
     };
 }
 
@@ -395,6 +395,8 @@ impl Store for SqliteStore {
                 waiting_reason: None,
                 merge_commit: None,
                 verified_commit: None,
+                conflict_rounds: 0,
+                conflict_files: Vec::new(),
                 created_at: now,
                 updated_at: now,
             });
@@ -497,7 +499,8 @@ impl Store for SqliteStore {
         let written = sqlx::query(
             "UPDATE tasks SET state = ?, version = ?, attempts = ?, qa_rounds = ?, \
              rounds_base = ?, branch = ?, pr_url = ?, blocked_reason = ?, waiting_reason = ?, \
-             merge_commit = ?, verified_commit = ?, updated_at = ? \
+             merge_commit = ?, verified_commit = ?, conflict_rounds = ?, conflict_files = ?, \
+             updated_at = ? \
              WHERE id = ? AND version = ? AND state = ?",
         )
         .bind(next.state.as_str())
@@ -511,6 +514,8 @@ impl Store for SqliteStore {
         .bind(next.waiting_reason.as_deref())
         .bind(next.merge_commit.as_deref())
         .bind(next.verified_commit.as_deref())
+        .bind(i64::from(next.conflict_rounds))
+        .bind(to_json(&next.conflict_files)?)
         .bind(ts(next.updated_at))
         .bind(id.0)
         .bind(int("version", current.version)?)

@@ -27,6 +27,11 @@ fn killing_factory_run_leaves_no_agent_process_behind() {
         wait_for(Duration::from_secs(60), "the worker to start", || {
             std::fs::read_to_string(f.join("times.log")).is_ok_and(|t| t.contains("start a"))
         });
+        // `setsid` may return before the escapee has written its pid.
+        wait_for(Duration::from_secs(10), "the escapee's pid", || {
+            std::fs::read_to_string(f.join("escaped.pid"))
+                .is_ok_and(|p| p.ends_with('\n') && p.trim().parse::<u32>().is_ok())
+        });
         let escaped: u32 = std::fs::read_to_string(f.join("escaped.pid"))
             .unwrap()
             .trim()

@@ -87,6 +87,8 @@ impl Factory {
         let event = (task.state == TaskState::Blocked).then_some(TaskEvent::Unblock);
         let changes = TaskChanges {
             rounds_base: Some(task.qa_rounds),
+            // A pending conflict round stays pending, with its attempts afresh.
+            conflict_rounds: Some(0),
             blocked_reason: Some(None),
             waiting_reason: Some(None),
             ..TaskChanges::default()

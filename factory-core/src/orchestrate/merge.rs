@@ -1,5 +1,6 @@
 //! The merge queue's step for one task: bring the branch up to date with main, re-verify if it
-//! moved, merge `--no-ff`, remove the worktree. The run loop runs at most one of these at a time.
+//! moved, merge `--no-ff`, remove the worktree. A conflict goes back to the worker
+//! (`conflict.rs`). The run loop runs at most one of these at a time.
 
 use tracing::Instrument;
 
@@ -67,11 +68,8 @@ impl Factory {
                         verified = Some(tip);
                     }
                     UpdateOutcome::Conflict { files: paths } => {
-                        let reason = format!(
-                            "bringing {branch} up to date with {main} conflicts in: {}; resolve it on the branch",
-                            paths.join(", ")
-                        );
-                        self.block(&task, reason).await?;
+                        let what = format!("bringing {branch} up to date with {main}");
+                        self.hand_back_conflict(&task, &paths, &what).await?;
                         return Ok(JobEnd::Done);
                     }
                     UpdateOutcome::Rebased(tip) => {
@@ -165,8 +163,8 @@ impl Factory {
                     Ok(JobEnd::MergeWaiting)
                 }
                 MergeOutcome::Conflict { files: paths } => {
-                    let reason = format!("merging {branch} into {main} conflicts in: {}", paths.join(", "));
-                    self.block(&task, reason).await?;
+                    let what = format!("merging {branch} into {main}");
+                    self.hand_back_conflict(&task, &paths, &what).await?;
                     Ok(JobEnd::Done)
                 }
                 MergeOutcome::TipMoved { expected, actual } => {

@@ -5,7 +5,8 @@
 //! - `run`: the run loop around it (the run lease, jobs, stop, settling epics, the report);
 //! - `planning`: the planner agent and recording its plan;
 //! - `pipeline`: one task's worker → review → verify rounds;
-//! - `merge`: the merge queue's step for one task;
+//! - `merge`: the merge queue's step for one task; `conflict`: handing a conflict with main
+//!   back to the worker;
 //! - `agent_run`: running one agent request with its transcript and events;
 //! - `commands` and `queries`: what frontends call (add an epic, send mail, retry, cancel;
 //!   status, tasks, mail, decisions, the event journal);
@@ -17,6 +18,7 @@
 mod agent_run;
 mod artifacts;
 mod commands;
+mod conflict;
 mod error;
 pub mod feed;
 mod merge;

@@ -182,6 +182,14 @@ impl Factory {
             )
             .await?;
         }
+        // A conflict round is resolved only when no conflict markers are left.
+        let resolving = !task.conflict_files.is_empty();
+        if resolving {
+            let unresolved = self.unresolved_conflicts(&task);
+            if !unresolved.is_empty() {
+                return self.conflict_left_unresolved(&task, &unresolved).await;
+            }
+        }
         let message = format!("{}: {} (round {round})", task.spec_id, task.title);
         let vcs = &self.inner.ports.vcs;
         let committed = match vcs.commit_all(&worktree, &branch, &message).await {
@@ -196,7 +204,12 @@ impl Factory {
         let tip_after = vcs.branch_head(&branch).await?;
         let changed = committed.or(tip_after.filter(|tip| Some(tip) != tip_before.as_ref()));
         let Some(commit) = changed else {
-            let reason = if round == 1 {
+            let reason = if resolving {
+                format!(
+                    "the conflict resolution in round {round} leaves nothing of the task's change on top of {}",
+                    self.config().git.main_branch
+                )
+            } else if round == 1 {
                 "the worker made no changes in round 1".to_owned()
             } else {
                 format!(
@@ -235,7 +248,10 @@ impl Factory {
             .update_task(
                 &task,
                 Some(TaskEvent::SubmitForReview),
-                TaskChanges::default(),
+                TaskChanges {
+                    conflict_files: resolving.then(Vec::new),
+                    ..TaskChanges::default()
+                },
             )
             .await?;
         files.write_metadata(&task)?;

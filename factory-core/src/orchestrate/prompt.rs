@@ -44,7 +44,11 @@ Add or update tests so the project's test command passes.",
     let mut p = task_section(&intro, task);
     p.push_str(&format!("\n# Round {round}\n"));
     if let Some(fix) = fix_request {
-        p.push_str("\nQA asked for changes (QA_FIX_REQUEST.md):\n\n");
+        if fix.starts_with(super::conflict::CONFLICT_HEADING) {
+            p.push_str("\nYour change conflicts with the main branch (QA_FIX_REQUEST.md):\n\n");
+        } else {
+            p.push_str("\nQA asked for changes (QA_FIX_REQUEST.md):\n\n");
+        }
         p.push_str(fix.trim());
         p.push('\n');
     }

@@ -155,6 +155,8 @@ mod tests {
             waiting_reason: None,
             merge_commit: None,
             verified_commit: None,
+            conflict_rounds: 0,
+            conflict_files: Vec::new(),
             created_at: now,
             updated_at: now,
         }

@@ -90,6 +90,29 @@ pub enum MergeOutcome {
     },
 }
 
+/// A conflict with main handed to the worker: what [`Vcs::start_conflict_round`] left in the
+/// task's worktree for it to resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictRound {
+    /// Main's tip the task's change is being merged with.
+    pub onto: CommitId,
+    /// The branch's tip before the round: the task's change as it was.
+    pub task_tip: CommitId,
+    /// Paths git could not merge, with both sides; empty when everything merged cleanly.
+    pub files: Vec<ConflictFile>,
+}
+
+/// One path in conflict, with what each side did to it since they forked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictFile {
+    /// Path relative to the worktree.
+    pub path: String,
+    /// `git diff` of the task's change to this path (capped).
+    pub task_change: String,
+    /// `git diff` of main's change to this path (capped).
+    pub main_change: String,
+}
+
 /// Why a task worktree can no longer be trusted: something (usually the agent working in it)
 /// broke the link between the directory and the task's branch. Git commands run there would
 /// act on the wrong repository or branch, so the task is blocked instead.
@@ -215,7 +238,9 @@ pub trait Vcs: Send + Sync {
     /// Stages everything in the task worktree at `worktree` (respecting .gitignore) and commits
     /// it on `branch` with Factory's identity. `None` when there was nothing to commit — which
     /// does not mean the task changed nothing: the agent may have committed itself, so compare
-    /// the branch's tip with the tip before the round. Fails with
+    /// the branch's tip with the tip before the round. While a conflict round is in progress
+    /// ([`start_conflict_round`](Vcs::start_conflict_round)) the commit's only parent is the
+    /// main commit being merged with. Fails with
     /// [`VcsError::WorktreeDamaged`] (committing nothing anywhere) when the worktree is not
     /// `branch`'s worktree any more.
     async fn commit_all(
@@ -256,6 +281,20 @@ pub trait Vcs: Send + Sync {
         into: &str,
         message: &str,
     ) -> Result<MergeOutcome, VcsError>;
+
+    /// Hands a conflict with `onto` to the worker: brings the task worktree `worktree` back to
+    /// `branch`'s committed state, then starts merging `onto` into it without committing, so the
+    /// worktree holds the task's change combined with main, with conflict markers where git
+    /// could not combine them. The branch does not move. The next [`commit_all`](Vcs::commit_all)
+    /// there commits the resolution as one commit on top of `onto` (the task's change, rebased
+    /// by hand), so the branch stays a plain line of commits on main. A later
+    /// [`update_branch`](Vcs::update_branch) discards an unresolved round.
+    async fn start_conflict_round(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        onto: &str,
+    ) -> Result<ConflictRound, VcsError>;
 
     /// Whether `rev` (a branch or a commit id) is reachable from `into`.
     async fn is_merged(&self, rev: &str, into: &str) -> Result<bool, VcsError>;

@@ -217,6 +217,8 @@ fn sample_task(now: chrono::DateTime<chrono::Utc>) -> factory_core::task::Task {
         waiting_reason: None,
         merge_commit: None,
         verified_commit: None,
+        conflict_rounds: 0,
+        conflict_files: Vec::new(),
         created_at: now,
         updated_at: now,
     }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod commits;
+mod conflict;
 mod damage;
 mod fixture;
 mod landing;

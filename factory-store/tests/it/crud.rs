@@ -105,6 +105,7 @@ async fn task_round_trips_every_field_and_survives_reopen() {
     assert_eq!(b.acceptance, vec!["b works", "b is tested"]);
     assert_eq!(t.store.task(b.id).await.unwrap(), *b);
     assert_eq!((a.rounds_base, a.verified_commit.as_deref()), (0, None));
+    assert_eq!((a.conflict_rounds, a.conflict_files.len()), (0, 0));
 
     let assigned = t
         .store
@@ -128,6 +129,8 @@ async fn task_round_trips_every_field_and_survives_reopen() {
                 pr_url: Some(Some("https://forge.invalid/pr/1".into())),
                 rounds_base: Some(1),
                 verified_commit: Some(Some("def456".into())),
+                conflict_rounds: Some(1),
+                conflict_files: Some(vec!["src/a.rs".into(), "naïve \"quoted\".txt".into()]),
             },
         )
         .await
@@ -140,6 +143,11 @@ async fn task_round_trips_every_field_and_survives_reopen() {
     assert_eq!(changed.rounds_base, 1);
     assert_eq!(changed.rounds_used(), 1);
     assert_eq!(changed.verified_commit.as_deref(), Some("def456"));
+    assert_eq!(changed.conflict_rounds, 1);
+    assert_eq!(
+        changed.conflict_files,
+        vec!["src/a.rs".to_owned(), "naïve \"quoted\".txt".to_owned()]
+    );
     assert_eq!(changed.branch.as_deref(), Some("factory/001-task-a"));
     assert_eq!(changed.merge_commit.as_deref(), Some("abc123"));
     assert_eq!(
@@ -168,6 +176,7 @@ async fn task_round_trips_every_field_and_survives_reopen() {
     assert_eq!(cleared.verified_commit, None);
     assert_eq!(cleared.waiting_reason.as_deref(), Some("dirty checkout"));
     assert_eq!(cleared.rounds_base, 1);
+    assert_eq!(cleared.conflict_rounds, 1, "left alone");
     assert_eq!(cleared.merge_commit.as_deref(), Some("abc123"));
     assert_eq!(cleared.state, TaskState::InProgress);
     assert_eq!(cleared.version, 4);
@@ -340,7 +349,7 @@ async fn the_file_is_wal_and_migrated_once() {
             .fetch_all(&raw)
             .await
             .unwrap();
-    assert_eq!(applied, vec![1, 2, 3]);
+    assert_eq!(applied, vec![1, 2, 3, 4]);
     let row = sqlx::query("SELECT state, created_at FROM epics")
         .fetch_one(&raw)
         .await
