@@ -37,7 +37,8 @@ const GIT_IDENTITY_ENV: &[&str] = &[
     "GIT_COMMITTER_EMAIL",
 ];
 
-pub fn git(dir: &Path, args: &[&str]) -> String {
+/// Runs git in `dir` (with the repository's own identity) and returns what it did, success or not.
+pub fn git_output(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new("git");
     cmd.args(args)
         .current_dir(dir)
@@ -45,7 +46,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     for var in GIT_IDENTITY_ENV {
         cmd.env_remove(var);
     }
-    let out = cmd.output().expect("run git");
+    cmd.output().expect("run git")
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_output(dir, args);
     assert!(
         out.status.success(),
         "git {args:?}: {}",

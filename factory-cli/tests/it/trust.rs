@@ -349,3 +349,89 @@ fn output_has_no_rust_debug_text_and_no_raw_escapes() {
     }
     assert!(all.contains("exited with code 3"), "{all}");
 }
+
+/// Item 10: a user committing on main every second never starves the queue: a merge that loses
+/// the race rebases, re-verifies and retries, and every task merges; every user commit stays on
+/// main.
+#[test]
+fn a_user_committing_every_second_does_not_starve_merges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a", "b", "c", "d", "e", "f"], "true");
+    std::fs::write(dir.join(".factory/SLEEPY"), "").unwrap();
+    assert!(
+        factory(&dir, &["epic", "add", "Add six files"])
+            .status
+            .success()
+    );
+    let run = factory_cmd(&dir, &["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committer = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut made = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let name = format!("user-{n}.txt");
+                std::fs::write(dir.join(&name), format!("user commit {n}\n")).unwrap();
+                // As a person would: a commit that meets git's lock of a moving checkout is
+                // simply run again.
+                for _ in 0..20 {
+                    let add = crate::fixture::git_output(&dir, &["add", &name]);
+                    let commit = crate::fixture::git_output(
+                        &dir,
+                        &["commit", "-q", "-m", &format!("user commit {n}")],
+                    );
+                    if add.status.success() && commit.status.success() {
+                        made.push(git(&dir, &["rev-parse", "HEAD"]).trim().to_owned());
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                // Every second as the issue saw it, and faster, to meet more merges.
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            made
+        })
+    };
+    let out = run.wait_with_output().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let made = committer.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tasks = tasks_of(&status_json(&dir));
+    assert!(
+        tasks.iter().all(|t| t["state"] == "completed"),
+        "{tasks:#?}"
+    );
+    let merges = git(
+        &dir,
+        &["log", "--first-parent", "--merges", "--format=%s", "main"],
+    );
+    assert_eq!(merges.lines().count(), 6, "{merges}");
+    assert!(made.len() >= 3, "{made:?}");
+    // Main moved under the queue, so branches were rebased and verified again.
+    let progress: String = std::fs::read_dir(dir.join(".factory/specs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path().join("build-progress.txt")).unwrap_or_default())
+        .collect();
+    assert!(progress.contains("rebased onto main"), "{progress}");
+    for commit in &made {
+        let on_main =
+            crate::fixture::git_output(&dir, &["merge-base", "--is-ancestor", commit, "main"]);
+        assert!(
+            on_main.status.success(),
+            "user commit {commit} lost from main"
+        );
+    }
+}
