@@ -15,9 +15,11 @@
 //!   task worktree is checked (`health.rs`) to still be the task's worktree on the task's branch
 //!   before anything is committed or rebased there.
 
+mod cleanup;
 mod cli;
 mod health;
 mod merge;
+mod preview;
 mod read;
 mod repo;
 mod worktree;
