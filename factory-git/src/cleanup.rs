@@ -85,10 +85,12 @@ impl GitRepo {
             Some(tip) if tip != *expected => return Ok(BranchDeletion::Moved { actual: tip }),
             Some(_) => {}
         }
-        let (common_dir, wanted) = (self.common_dir.clone(), full_ref(&name));
-        let holder = tokio::task::spawn_blocking(move || checkout_holding(&common_dir, &wanted))
-            .await
-            .map_err(read_err)?;
+        let (common_dir, root, wanted) =
+            (self.common_dir.clone(), self.root.clone(), full_ref(&name));
+        let holder =
+            tokio::task::spawn_blocking(move || checkout_holding(&common_dir, &root, &wanted))
+                .await
+                .map_err(read_err)?;
         if let Some(worktree) = holder {
             return Ok(BranchDeletion::CheckedOut { worktree });
         }
@@ -245,9 +247,9 @@ impl GitRepo {
     }
 }
 
-/// The checkout (the main one, or a linked worktree, prunable or not) that has `branch_ref`
-/// checked out or is rebasing it, read from the repository's administrative files.
-fn checkout_holding(common_dir: &Path, branch_ref: &str) -> Option<PathBuf> {
+/// The checkout (the main one at `root`, or a linked worktree, prunable or not) that has
+/// `branch_ref` checked out or is rebasing it, read from the repository's administrative files.
+fn checkout_holding(common_dir: &Path, root: &Path, branch_ref: &str) -> Option<PathBuf> {
     let holds = |git_dir: &Path| {
         let head = std::fs::read_to_string(git_dir.join("HEAD")).unwrap_or_default();
         let on_it = head.trim().strip_prefix("ref:").map(str::trim) == Some(branch_ref);
@@ -258,7 +260,7 @@ fn checkout_holding(common_dir: &Path, branch_ref: &str) -> Option<PathBuf> {
         on_it || rebasing
     };
     if holds(common_dir) {
-        return Some(common_dir.parent().unwrap_or(common_dir).to_owned());
+        return Some(root.to_owned());
     }
     let entries = std::fs::read_dir(common_dir.join("worktrees")).ok()?;
     for entry in entries.flatten() {

@@ -2,8 +2,13 @@
 //! database (issue 8, items C14 and D16), with real git and the shell agent.
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
 
-use crate::fixture::{factory, factory_repo, git, status_json, stderr, stdout, tasks_of};
+use crate::fixture::{
+    agent_runs, factory, factory_cmd, factory_repo, git, interrupt, status_json, stderr, stdout,
+    tasks_of, wait_for,
+};
 
 /// Replaces `from` by `to` in `.factory/config.toml`.
 fn set_config(dir: &Path, from: &str, to: &str) {
@@ -574,4 +579,76 @@ fn a_new_database_continues_numbering_after_existing_branches() {
         );
         assert_eq!(merges.matches("Merge factory/002-").count(), 1, "{merges}");
     }
+}
+
+/// C14: a worktree whose `.git` file is gone cannot be checked for work, so gc keeps it (and its
+/// branch, still checked out there) even with `--force`, saying why.
+#[test]
+fn gc_keeps_a_damaged_worktree_even_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "true");
+    let broken = task_dir(&dir, "060-broken");
+    git(
+        &dir,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "factory/060-broken",
+            broken.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(broken.join("work.txt"), "uncommitted\n").unwrap();
+    std::fs::remove_file(broken.join(".git")).unwrap();
+
+    let out = factory(&dir, &["gc", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Kept worktree .factory/worktrees/tasks/060-broken: it is damaged (its .git file is gone)")
+            && text.contains("Kept branch factory/060-broken: no task in the database uses it, but it is checked out in .factory/worktrees/tasks/060-broken"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(broken.join("work.txt")).unwrap(),
+        "uncommitted\n"
+    );
+    assert_eq!(factory_branches(&dir), ["factory/060-broken"]);
+}
+
+/// C14: `factory gc` holds the run lease, so it refuses while a run is in progress (exit 2,
+/// naming the run); `--dry-run` changes nothing and still works.
+#[test]
+fn gc_refuses_while_a_run_is_in_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "true");
+    std::fs::write(dir.join(".factory/SLOW_a"), "").unwrap();
+    assert!(factory(&dir, &["epic", "add", "Add a"]).status.success());
+    let run = factory_cmd(&dir, &["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(60), "the worker to start", || {
+        agent_runs(&dir).iter().any(|l| l.starts_with("worker"))
+    });
+    let out = factory(&dir, &["gc"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already being run by factory run"),
+        "{}",
+        stderr(&out)
+    );
+    let out = factory(&dir, &["gc", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("001-add-a-file"),
+        "the running task's worktree and branch are not listed: {}",
+        stdout(&out)
+    );
+    assert_eq!(interrupt(run).status.code(), Some(130));
+    assert!(task_dir(&dir, "001-add-a-file").exists());
 }

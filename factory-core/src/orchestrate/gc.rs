@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::lease::LeaseHolder;
-use crate::ports::{BranchDeletion, StoreError, WorktreeInfo};
+use crate::ports::{BranchDeletion, StoreError, VcsError, WorktreeInfo};
 use crate::spec::SpecId;
 use crate::task::{Task, TaskState};
 
@@ -181,6 +181,24 @@ impl Factory {
                 forceable,
             };
             let inside = wt.path.starts_with(&ours);
+            if wt.prunable && inside && wt.path.symlink_metadata().is_ok() {
+                // Git calls it prunable because its `.git` file is gone, but the directory is
+                // there, with files no commit holds.
+                if matches!(
+                    owner_of_worktree(tasks, &wt.path, wt.branch.as_deref()),
+                    Owner::Live
+                ) {
+                    report.unfinished_left += 1;
+                } else {
+                    report.kept.push(entry(
+                        GcKind::Worktree,
+                        "it is damaged (its .git file is gone), so what it holds cannot be checked"
+                            .into(),
+                        false,
+                    ));
+                }
+                continue;
+            }
             if wt.prunable {
                 if inside
                     && matches!(
@@ -247,6 +265,14 @@ impl Factory {
                 }
                 let dirty = match vcs.uncommitted_paths(&wt.path).await {
                     Ok(dirty) => dirty,
+                    Err(VcsError::WorktreeDamaged { damage, .. }) => {
+                        report.kept.push(entry(
+                            GcKind::Worktree,
+                            format!("it is damaged ({damage}), so what it holds cannot be checked"),
+                            false,
+                        ));
+                        continue;
+                    }
                     Err(e) => {
                         report.kept.push(entry(
                             GcKind::Worktree,
