@@ -485,8 +485,13 @@ fn merge_dry_run_shows_the_queue_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("factory run") && stderr(&out).contains("--dry-run"));
 
-    // b's way is clear: b would merge as it is; a and c wait on the user's files.
+    // b's way is clear: b would merge as it is; a waits on the user's a.txt; c's branch got a
+    // commit after it passed verify, so it would be blocked rather than merged.
     std::fs::remove_file(dir.join("b.txt")).unwrap();
+    let c = task_dir(&dir, "003-add-c-file");
+    std::fs::write(c.join("late.txt"), "after verify\n").unwrap();
+    git(&c, &["add", "late.txt"]);
+    git(&c, &["commit", "-q", "-m", "a commit after verify"]);
     let out = factory(&dir, &["merge", "--dry-run"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -503,7 +508,11 @@ fn merge_dry_run_shows_the_queue_and_changes_nothing() {
         "{text}"
     );
     assert!(
-        text.contains("your uncommitted changes to a.txt") && text.contains("changes to c.txt"),
+        text.contains("would wait: your uncommitted changes to a.txt in your checkout of main"),
+        "{text}"
+    );
+    assert!(
+        text.contains("its branch moved after it passed verify"),
         "{text}"
     );
 
@@ -539,6 +548,18 @@ fn merge_dry_run_shows_the_queue_and_changes_nothing() {
     assert!(
         repository_snapshot(&dir) == before,
         "merge --dry-run changed the repository"
+    );
+
+    // A branch deleted behind Factory's back.
+    git(
+        &dir,
+        &["update-ref", "-d", "refs/heads/factory/001-add-a-file"],
+    );
+    let out = factory(&dir, &["merge", "--dry-run"]);
+    assert!(
+        stdout(&out).contains("its branch is gone"),
+        "{}",
+        stdout(&out)
     );
 }
 
