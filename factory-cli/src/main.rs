@@ -63,6 +63,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the merge queue and what would happen next to each task (`--dry-run`); merges
+    /// themselves happen inside `factory run`.
+    Merge(MergeArgs),
+    /// Remove worktrees and branches that finished or forgotten tasks left, and stale
+    /// .git/worktrees entries, listing each with the reason. Keeps anything holding work found
+    /// nowhere else unless --force; never touches unfinished tasks.
+    Gc(GcArgs),
     /// What the filesystem sandbox allows agents and verify commands here (exit 1 when it is
     /// required but cannot be enforced).
     Doctor(JsonArg),
@@ -96,6 +103,30 @@ struct RunArgs {
     /// [git] merge_retry_secs) instead of exiting 1 with what to commit or stash.
     #[arg(long)]
     wait: bool,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// Show the queue and each task's next step without changing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct GcArgs {
+    /// List what would be removed and kept; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also remove worktrees with uncommitted files or commits on no branch, and branches with
+    /// commits on no other branch (unfinished tasks' are still never touched).
+    #[arg(long)]
+    force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +338,41 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             options.wait_for_checkout = wait;
             let end = render::run_with_progress(&ws, options).await?;
             Ok(render::run_outcome(&end, Some(wait)))
+        }
+        Command::Merge(MergeArgs { dry_run, json }) => {
+            if !dry_run {
+                eprintln!(
+                    "error: `factory merge` does not merge by itself: merges happen inside `factory run`, one at a time; \
+                     `factory merge --dry-run` shows the queue and what would happen next"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let ws = open(&repo).await?;
+            let preview = ws.factory().merge_queue_preview().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&preview)?);
+            } else {
+                print!("{}", render::escape(&render::merge_queue(&preview)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc(GcArgs {
+            dry_run,
+            force,
+            json,
+        }) => {
+            let ws = open(&repo).await?;
+            let report = ws.gc(dry_run, force).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", render::escape(&render::gc(&report)));
+            }
+            Ok(if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Doctor(JsonArg { json }) => {
             let ws = open(&repo).await?;

@@ -11,7 +11,10 @@ use factory_core::epic::{Epic, InvalidEpic};
 use factory_core::event::{DomainEvent, Verdict};
 use factory_core::layout::Layout;
 use factory_core::mail::Mail;
-use factory_core::orchestrate::{OrchestrateError, RunOptions, RunReport, StatusReport};
+use factory_core::orchestrate::{
+    GcEntry, GcReport, MergeQueuePreview, NextMergeStep, OrchestrateError, RunOptions, RunReport,
+    StatusReport,
+};
 use factory_core::ports::VcsError;
 use factory_core::spec::artifact;
 use factory_core::task::{Task, TaskState};
@@ -287,6 +290,111 @@ pub fn status(status: &StatusReport) -> String {
             let _ = writeln!(out, "  {:<40} {label}", a.id.to_string());
         }
     }
+    out
+}
+
+/// `factory gc`: each thing removed (or, in a dry run, to be removed) and each kept, with why.
+pub fn gc(report: &GcReport) -> String {
+    let mut out = String::new();
+    let done = if report.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    let line = |out: &mut String, verb: &str, entry: &GcEntry| {
+        let _ = writeln!(
+            out,
+            "{verb} {} {}: {}",
+            entry.kind, entry.name, entry.reason
+        );
+    };
+    for entry in &report.removed {
+        line(&mut out, done, entry);
+    }
+    for entry in &report.kept {
+        line(&mut out, "Kept", entry);
+    }
+    for entry in &report.failed {
+        line(&mut out, "Could not remove", entry);
+    }
+    if report.branches_kept_by_config {
+        out.push_str("Branches: none considered, [merge] keep_branches = true keeps them.\n");
+    }
+    if report.unfinished_left > 0 {
+        let _ = writeln!(
+            out,
+            "Left alone: {} worktree(s) or branch(es) of unfinished tasks.",
+            report.unfinished_left
+        );
+    }
+    let forceable = report.kept.iter().filter(|e| e.forceable).count();
+    if forceable > 0 {
+        let _ = writeln!(
+            out,
+            "{forceable} kept item(s) hold work found nowhere else; check them, then `factory gc --force` removes them too."
+        );
+    }
+    if report.removed.is_empty() && report.kept.is_empty() && report.failed.is_empty() {
+        out.push_str("Nothing to clean up.\n");
+    } else if report.dry_run {
+        out.push_str("Dry run: nothing was changed. Run `factory gc` to remove these.\n");
+    }
+    out
+}
+
+/// What the merge queue's next step would do, in words.
+fn next_merge_step(step: &NextMergeStep, main: &str) -> String {
+    match step {
+        NextMergeStep::AlreadyMerged => {
+            format!("already on {main}: recorded as merged, nothing else to do")
+        }
+        NextMergeStep::Merge => format!("up to date with {main}: merged --no-ff as it is"),
+        NextMergeStep::Rebase => format!(
+            "needs a rebase onto {main}, which applies cleanly; verify runs again, then it is merged"
+        ),
+        NextMergeStep::RebaseConflicts { files } => format!(
+            "needs a rebase onto {main}, which conflicts in: {}",
+            files.join(", ")
+        ),
+        NextMergeStep::WaitForCheckout { files } => format!(
+            "would wait: your uncommitted changes to {} in your checkout of {main} would be overwritten; commit or stash them",
+            files.join(", ")
+        ),
+        NextMergeStep::BranchGone => {
+            "its branch is gone: the task would be blocked, nothing merged".to_owned()
+        }
+        NextMergeStep::BranchMoved { verified, tip } => format!(
+            "its branch moved after it passed verify ({} passed, the tip is now {}): the task would be blocked, nothing merged; retry it to verify the new tip",
+            short(verified),
+            short(tip)
+        ),
+        NextMergeStep::Unknown { reason } => format!("cannot tell: {reason}"),
+    }
+}
+
+/// `factory merge --dry-run`.
+pub fn merge_queue(preview: &MergeQueuePreview) -> String {
+    if preview.queue.is_empty() {
+        return "The merge queue is empty: no task is waiting to be merged.\n".into();
+    }
+    let mut out = format!(
+        "Merge queue into {} ({} task(s), first merged first; judged against {} as it is now):\n",
+        preview.main,
+        preview.queue.len(),
+        preview.main
+    );
+    for (i, queued) in preview.queue.iter().enumerate() {
+        let _ = writeln!(out, "{:>3}. {}  {}", i + 1, queued.spec_id, queued.branch);
+        let _ = writeln!(
+            out,
+            "     next: {}",
+            next_merge_step(&queued.next, &preview.main)
+        );
+        if let Some(reason) = &queued.waiting_reason {
+            let _ = writeln!(out, "     last attempt: {reason}");
+        }
+    }
+    out.push_str("Nothing was changed: merges happen in `factory run`, one at a time.\n");
     out
 }
 

@@ -117,6 +117,22 @@ impl GitCli {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.run_with_env(at, args, &[]).await
+    }
+
+    /// [`run`](GitCli::run) with `env` set on top of Factory's fixed environment (after the
+    /// variables that redirect git are cleared), e.g. to send the objects a read-only command
+    /// writes to a scratch directory.
+    pub(crate) async fn run_with_env<I, S>(
+        &self,
+        at: &Checkout,
+        args: I,
+        env: &[(&str, OsString)],
+    ) -> Result<GitOutput, VcsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let args: Vec<OsString> = args
             .into_iter()
             .map(|arg| arg.as_ref().to_os_string())
@@ -162,6 +178,9 @@ impl GitCli {
                 .kill_on_drop(true);
             for var in CLEARED_ENV {
                 cmd.env_remove(var);
+            }
+            for (var, value) in env {
+                cmd.env(var, value);
             }
             // A second belt: should anything in git still search for a repository (a
             // subprocess that drops `--git-dir`), it may not look above the checkout.

@@ -40,23 +40,52 @@ pub(crate) fn inspect(
     path: &Path,
     branch_ref: &str,
 ) -> Result<Result<Checkout, WorktreeDamage>, VcsError> {
+    let at = match linked(common_dir, path) {
+        Ok(at) => at,
+        Err(damage) => return Ok(Err(damage)),
+    };
+    let (admin, path) = (at.git_dir, at.work_tree);
+    let head = std::fs::read_to_string(admin.join("HEAD")).unwrap_or_default();
+    match head.trim().strip_prefix("ref:").map(str::trim) {
+        Some(name) if name == branch_ref => {}
+        Some(name) => {
+            return Ok(Err(WorktreeDamage::WrongBranch {
+                head: name.to_owned(),
+            }));
+        }
+        None => return Ok(Err(WorktreeDamage::DetachedHead)),
+    }
+    let repo = gix::open(&path).map_err(read_err)?;
+    if let Some(nested) = read::nested_repositories(&repo)?.into_iter().next() {
+        return Ok(Err(WorktreeDamage::NestedRepository { path: nested }));
+    }
+    Ok(Ok(Checkout {
+        git_dir: admin,
+        work_tree: path,
+    }))
+}
+
+/// Whether the directory at `path` is still a linked worktree registered in `common_dir`, its
+/// `.git` file leading to that registration (whatever it has checked out); how to name it to
+/// git if so.
+pub(crate) fn linked(common_dir: &Path, path: &Path) -> Result<Checkout, WorktreeDamage> {
     let path = normalize(path);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.is_dir() => {}
-        _ => return Ok(Err(WorktreeDamage::Missing)),
+        _ => return Err(WorktreeDamage::Missing),
     }
     let Some(admin) = admin_dir_of(common_dir, &path) else {
-        return Ok(Err(not_a_worktree(
+        return Err(not_a_worktree(
             "git has no worktree registered at this path",
-        )));
+        ));
     };
     let dot_git = path.join(".git");
     match std::fs::symlink_metadata(&dot_git) {
-        Err(_) => return Ok(Err(not_a_worktree("its .git file is gone"))),
+        Err(_) => return Err(not_a_worktree("its .git file is gone")),
         Ok(meta) if meta.is_dir() => {
-            return Ok(Err(not_a_worktree(
+            return Err(not_a_worktree(
                 "its .git is a directory: a repository was created in its place",
-            )));
+            ));
         }
         Ok(_) => {}
     }
@@ -79,32 +108,18 @@ pub(crate) fn inspect(
     match points_to {
         Some(target) if same_path(&target, &admin) => {}
         Some(target) => {
-            return Ok(Err(not_a_worktree(&format!(
+            return Err(not_a_worktree(&format!(
                 "its .git file points to {} instead of {}",
                 target.display(),
                 admin.display()
-            ))));
+            )));
         }
-        None => return Ok(Err(not_a_worktree("its .git file is not a gitdir link"))),
+        None => return Err(not_a_worktree("its .git file is not a gitdir link")),
     }
-    let head = std::fs::read_to_string(admin.join("HEAD")).unwrap_or_default();
-    match head.trim().strip_prefix("ref:").map(str::trim) {
-        Some(name) if name == branch_ref => {}
-        Some(name) => {
-            return Ok(Err(WorktreeDamage::WrongBranch {
-                head: name.to_owned(),
-            }));
-        }
-        None => return Ok(Err(WorktreeDamage::DetachedHead)),
-    }
-    let repo = gix::open(&path).map_err(read_err)?;
-    if let Some(nested) = read::nested_repositories(&repo)?.into_iter().next() {
-        return Ok(Err(WorktreeDamage::NestedRepository { path: nested }));
-    }
-    Ok(Ok(Checkout {
+    Ok(Checkout {
         git_dir: admin,
         work_tree: path,
-    }))
+    })
 }
 
 /// [`WorktreeDamage::NotAWorktree`] with `detail`.

@@ -15,10 +15,12 @@
 //!   task worktree is checked (`health.rs`) to still be the task's worktree on the task's branch
 //!   before anything is committed or rebased there.
 
+mod cleanup;
 mod cli;
 mod conflict;
 mod health;
 mod merge;
+mod preview;
 mod read;
 mod repo;
 mod worktree;

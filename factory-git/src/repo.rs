@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use factory_core::ports::{
-    BranchUpdate, CommitId, ConflictRound, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError,
-    WorktreeDamage,
+    BranchDeletion, BranchTip, BranchUpdate, CheckoutStatus, CommitId, ConflictRound, GitIdentity,
+    MergeOutcome, UpdateOutcome, Vcs, VcsError, WorktreeDamage, WorktreeInfo,
 };
 
 use crate::cli::{Checkout, GitCli};
@@ -626,6 +626,42 @@ impl Vcs for GitRepo {
             read::is_ancestor(repo, rev, into)
         })
         .await
+    }
+
+    async fn branches(&self, prefix: &str) -> Result<Vec<BranchTip>, VcsError> {
+        self.branches_under(prefix).await
+    }
+
+    async fn delete_branch(
+        &self,
+        branch: &str,
+        expected: &CommitId,
+    ) -> Result<BranchDeletion, VcsError> {
+        self.delete_branch_if_at(branch, expected).await
+    }
+
+    async fn commits_only_on(&self, rev: &str, ignoring: &[String]) -> Result<u64, VcsError> {
+        self.count_commits_only_on(rev, ignoring).await
+    }
+
+    async fn worktrees(&self) -> Result<Vec<WorktreeInfo>, VcsError> {
+        self.worktree_infos().await
+    }
+
+    async fn uncommitted_paths(&self, path: &Path) -> Result<Vec<String>, VcsError> {
+        self.worktree_uncommitted(path).await
+    }
+
+    async fn forget_worktree(&self, path: &Path) -> Result<(), VcsError> {
+        self.forget_stale_worktree(path).await
+    }
+
+    async fn merge_conflicts(&self, rev: &str, into: &str) -> Result<Vec<String>, VcsError> {
+        self.three_way_conflicts(rev, into).await
+    }
+
+    async fn checkout_status(&self) -> Result<CheckoutStatus, VcsError> {
+        self.user_checkout_status().await
     }
 }
 

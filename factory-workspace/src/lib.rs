@@ -22,7 +22,9 @@ use factory_core::agent::AgentRole;
 use factory_core::config::{AgentTemplate, ConfigError, FactoryConfig, VerifyConfig};
 use factory_core::layout::{FACTORY_DIR, Layout};
 use factory_core::lease::{LeaseHolder, RunLease};
-use factory_core::orchestrate::{Factory, OrchestrateError, Ports, RoleBackends, RunOptions};
+use factory_core::orchestrate::{
+    Factory, GcOptions, GcReport, OrchestrateError, Ports, RoleBackends, RunOptions,
+};
 use factory_core::ports::{
     AgentBackend, AgentError, AgentRequest, AgentResponse, Clock, StoreError, SystemClock, VcsError,
 };
@@ -323,13 +325,37 @@ impl Workspace {
         &self,
         options: RunOptions,
     ) -> Result<factory_core::orchestrate::RunHandle, OrchestrateError> {
+        self.release_dead_lease().await?;
+        self.factory.start(options).await
+    }
+
+    /// `factory gc`: removes orphaned worktrees, finished tasks' branches and stale worktree
+    /// entries (see [`Factory::gc`]), holding the run lease as this process (a dead holder's
+    /// lease is released first). A dry run changes nothing.
+    pub async fn gc(&self, dry_run: bool, force: bool) -> Result<GcReport, OrchestrateError> {
+        if !dry_run {
+            self.release_dead_lease().await?;
+        }
+        let holder = self.run_options("factory gc").holder;
+        self.factory
+            .gc(GcOptions {
+                dry_run,
+                force,
+                holder,
+            })
+            .await
+    }
+
+    /// Releases the run lease if its holder is a process on this machine that no longer exists
+    /// (killed, crashed), so the next run need not wait for it to expire.
+    async fn release_dead_lease(&self) -> Result<(), OrchestrateError> {
         if let Some(lease) = self.factory.run_lease().await?
             && holder_is_dead(&lease)
         {
             tracing::info!(holder = %lease.holder, "releasing the run lease of a dead process");
             self.factory.release_dead_lease(lease.token).await?;
         }
-        self.factory.start(options).await
+        Ok(())
     }
 }
 

@@ -24,8 +24,11 @@ fn killing_factory_run_leaves_no_agent_process_behind() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // `setsid` returns before the escapee has written its pid: wait for that too.
         wait_for(Duration::from_secs(60), "the worker to start", || {
             std::fs::read_to_string(f.join("times.log")).is_ok_and(|t| t.contains("start a"))
+                && std::fs::read_to_string(f.join("escaped.pid"))
+                    .is_ok_and(|pid| pid.trim().parse::<u32>().is_ok())
         });
         // `setsid` may return before the escapee has written its pid.
         wait_for(Duration::from_secs(10), "the escapee's pid", || {

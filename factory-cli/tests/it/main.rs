@@ -8,6 +8,7 @@ mod conflict;
 mod containment;
 mod demo;
 mod fixture;
+mod gc;
 mod qa_loop;
 mod resume;
 mod safety;

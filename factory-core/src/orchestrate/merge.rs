@@ -139,7 +139,7 @@ impl Factory {
                     let worker = AgentId::new(AgentRole::Worker, &task.spec_id);
                     self.set_agent(&worker, AgentRole::Worker, Some(task.id), AgentState::Idle)
                         .await?;
-                    vcs.remove_worktree(&worktree).await?;
+                    self.clean_up_merged(&task, Some(&verified)).await?;
                     files.write_plan(super::artifacts::STEPS.len(), &[("merge", commit.to_string())])?;
                     files.progress(self.now(), &format!("merged into {main} as {commit}"))?;
                     files.write_metadata(&task)?;

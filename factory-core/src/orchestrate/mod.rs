@@ -7,7 +7,11 @@
 //! - `pipeline`: one task's worker → review → verify rounds;
 //! - `merge`: the merge queue's step for one task; `conflict`: handing a conflict with main
 //!   back to the worker;
+//! - `cleanup`: a finished task's worktree and branch removed after its merge, and at start-up
+//!   whatever an interrupted run left;
 //! - `agent_run`: running one agent request with its transcript and events;
+//! - `gc`: `factory gc`, removing what finished or forgotten tasks left;
+//! - `merge_preview`: `factory merge --dry-run`, the queue and each task's next step, read-only;
 //! - `commands` and `queries`: what frontends call (add an epic, send mail, retry, cancel;
 //!   status, tasks, mail, decisions, the event journal);
 //! - [`feed`]: following the event journal from any seq.
@@ -17,11 +21,14 @@
 
 mod agent_run;
 mod artifacts;
+mod cleanup;
 mod commands;
 mod conflict;
 mod error;
 pub mod feed;
+mod gc;
 mod merge;
+mod merge_preview;
 mod pipeline;
 mod planning;
 mod prompt;
@@ -46,6 +53,8 @@ use crate::task::{Task, TaskChanges, TaskEvent, TaskId};
 
 pub use error::OrchestrateError;
 pub use feed::EventFeed;
+pub use gc::{GcEntry, GcKind, GcOptions, GcReport};
+pub use merge_preview::{MergeQueuePreview, NextMergeStep, QueuedMerge};
 pub use queries::{EpicStatus, StatusReport};
 pub use run::{EpicFailure, RunHandle, RunOptions, RunReport};
 pub use stop::{StopHandle, StopSignal, stop_signal};

@@ -82,7 +82,7 @@ impl Factory {
                 epic.id,
                 fresh.version,
                 &plan,
-                self.next_free_spec_number(),
+                self.next_free_spec_number().await?,
                 decision,
             )
             .await;
@@ -104,16 +104,17 @@ impl Factory {
     }
 
     /// The lowest spec number no leftover of an earlier database uses: above every spec dir,
-    /// log dir and task worktree under `.factory/`. A store that was deleted and recreated
-    /// therefore never reuses a spec id, and so never a `factory/<spec-id>` branch either.
-    fn next_free_spec_number(&self) -> u32 {
+    /// log dir and task worktree under `.factory/` and every `factory/<NNN-…>` branch. A store
+    /// that was deleted and recreated therefore never reuses a spec id, and so never a
+    /// `factory/<spec-id>` branch either, even once the spec dirs are gone too.
+    async fn next_free_spec_number(&self) -> Result<u32, OrchestrateError> {
         let layout = self.layout();
         let dirs = [
             layout.factory_dir().join("specs"),
             layout.factory_dir().join("logs"),
             layout.factory_dir().join("worktrees").join("tasks"),
         ];
-        let highest = dirs
+        let in_dirs = dirs
             .iter()
             .filter_map(|dir| std::fs::read_dir(dir).ok())
             .flatten()
@@ -122,6 +123,40 @@ impl Factory {
             .map(|spec| spec.number())
             .max()
             .unwrap_or(0);
-        highest.saturating_add(1)
+        let branches = self.inner.ports.vcs.branches(BRANCH_PREFIX).await?;
+        let on_branches = branches
+            .iter()
+            .filter_map(|branch| spec_number_of_branch(&branch.name))
+            .max()
+            .unwrap_or(0);
+        Ok(in_dirs.max(on_branches).saturating_add(1))
+    }
+}
+
+/// Where Factory's task branches live: `factory/<spec-id>`.
+const BRANCH_PREFIX: &str = "refs/heads/factory/";
+
+/// The spec number a `factory/NNN…` branch name starts with (`factory/007-add-x` → 7), also
+/// for names that are not quite spec ids (`factory/007`), so none is ever reused.
+fn spec_number_of_branch(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("factory/")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spec_number_of_branch;
+
+    #[test]
+    fn branch_names_give_their_spec_number() {
+        assert_eq!(spec_number_of_branch("factory/007-add-x"), Some(7));
+        assert_eq!(spec_number_of_branch("factory/1234"), Some(1234));
+        assert_eq!(spec_number_of_branch("factory/x-001"), None);
+        assert_eq!(spec_number_of_branch("feature/001-x"), None);
+        assert_eq!(spec_number_of_branch("factory/99999999999-x"), None);
     }
 }

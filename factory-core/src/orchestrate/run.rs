@@ -279,6 +279,7 @@ impl Factory {
         let started = Instant::now();
         self.preflight().await?;
         self.reconcile_on_start().await?;
+        self.finish_interrupted_cleanup().await?;
 
         let mut failed_epics = Vec::new();
         for epic in self.store_ref().list_epics().await? {

@@ -16,6 +16,6 @@ pub use clock::{Clock, SystemClock};
 pub use sandbox::{CommandOutput, CommandSpec, Sandbox, SandboxError};
 pub use store::{Committed, PlannedEpic, Store, StoreError};
 pub use vcs::{
-    BranchUpdate, CommitId, ConflictFile, ConflictRound, GitIdentity, MergeOutcome, UpdateOutcome,
-    Vcs, VcsError, WorktreeDamage,
+    BranchDeletion, BranchTip, BranchUpdate, CheckoutStatus, CommitId, ConflictFile, ConflictRound,
+    GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError, WorktreeDamage, WorktreeInfo,
 };

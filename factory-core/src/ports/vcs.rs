@@ -113,6 +113,59 @@ pub struct ConflictFile {
     pub main_change: String,
 }
 
+/// A local branch and the commit it points to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchTip {
+    /// Short name, e.g. `factory/001-add-healthz`.
+    pub name: String,
+    /// Its tip.
+    pub tip: CommitId,
+}
+
+/// What [`Vcs::delete_branch`] did. Only `Deleted` changed anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchDeletion {
+    /// The branch pointed at the expected commit and is gone now.
+    Deleted,
+    /// There was no such branch (already deleted).
+    Missing,
+    /// The branch points elsewhere: it was left alone.
+    Moved {
+        /// Its tip now.
+        actual: CommitId,
+    },
+    /// A checkout (the user's, or a worktree) has the branch checked out: it was left alone.
+    CheckedOut {
+        /// That checkout's top-level directory.
+        worktree: PathBuf,
+    },
+}
+
+/// One checkout registered in the repository, as `git worktree list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeInfo {
+    /// Its top-level directory, as git records it.
+    pub path: PathBuf,
+    /// The branch checked out (short name); `None` when `HEAD` is detached.
+    pub branch: Option<String>,
+    /// The commit `HEAD` points to; `None` on an unborn branch.
+    pub head: Option<CommitId>,
+    /// Locked with `git worktree lock`: git refuses to remove or prune it.
+    pub locked: bool,
+    /// Its directory is gone; only the registration under `.git/worktrees/` is left.
+    pub prunable: bool,
+}
+
+/// The user's checkout (the repository's main worktree) as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutStatus {
+    /// The branch checked out (short name); `None` when detached.
+    pub branch: Option<String>,
+    /// Uncommitted paths: modified, staged, conflicted, and untracked files that are not
+    /// ignored; sorted, relative to the repository root.
+    pub dirty: Vec<String>,
+}
+
 /// Why a task worktree can no longer be trusted: something (usually the agent working in it)
 /// broke the link between the directory and the task's branch. Git commands run there would
 /// act on the wrong repository or branch, so the task is blocked instead.
@@ -298,4 +351,43 @@ pub trait Vcs: Send + Sync {
 
     /// Whether `rev` (a branch or a commit id) is reachable from `into`.
     async fn is_merged(&self, rev: &str, into: &str) -> Result<bool, VcsError>;
+
+    /// The local branches whose full ref name starts with `prefix` (`refs/heads/factory/`;
+    /// a prefix without `refs/` is taken below `refs/heads/`), sorted by name.
+    async fn branches(&self, prefix: &str) -> Result<Vec<BranchTip>, VcsError>;
+
+    /// Deletes `branch` only if its tip is `expected` (a compare-and-swap: a branch someone
+    /// moved meanwhile is [`BranchDeletion::Moved`] and stays), and only if no checkout has it
+    /// checked out. Nothing else changes.
+    async fn delete_branch(
+        &self,
+        branch: &str,
+        expected: &CommitId,
+    ) -> Result<BranchDeletion, VcsError>;
+
+    /// How many commits reachable from `rev` (a commit id or branch) are reachable from no
+    /// local branch except those named in `ignoring`: the commits that deleting `rev`'s
+    /// branch (and the `ignoring` ones) would leave on no branch. 0 when all of them are
+    /// safe elsewhere, e.g. merged into main.
+    async fn commits_only_on(&self, rev: &str, ignoring: &[String]) -> Result<u64, VcsError>;
+
+    /// Every checkout registered in the repository, the main checkout first, with its branch,
+    /// head commit and whether it is locked or its directory gone.
+    async fn worktrees(&self) -> Result<Vec<WorktreeInfo>, VcsError>;
+
+    /// Uncommitted paths (modified, staged, conflicted, untracked and not ignored) in the
+    /// registered linked worktree at `path`. Fails with [`VcsError::WorktreeDamaged`] when the
+    /// directory is not (any more) a worktree of this repository, so it cannot be inspected.
+    async fn uncommitted_paths(&self, path: &Path) -> Result<Vec<String>, VcsError>;
+
+    /// Forgets the registration of the linked worktree at `path` whose directory is gone,
+    /// leaving every other registration alone (unlike `git worktree prune`). Idempotent.
+    async fn forget_worktree(&self, path: &Path) -> Result<(), VcsError>;
+
+    /// The paths in which a three-way merge of `rev` into `into` would conflict; empty when it
+    /// would merge cleanly. Read-only: writes no ref, no checkout, no object.
+    async fn merge_conflicts(&self, rev: &str, into: &str) -> Result<Vec<String>, VcsError>;
+
+    /// The user's checkout: which branch it has checked out and what is uncommitted there.
+    async fn checkout_status(&self) -> Result<CheckoutStatus, VcsError>;
 }
