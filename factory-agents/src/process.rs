@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use factory_core::config::{FactoryConfig, LimitsConfig, SandboxConfig};
-use factory_core::ports::{CommandOutput, CommandSpec, Sandbox, SandboxError};
+use factory_core::ports::{CommandOutput, CommandSpec, Sandbox, SandboxError, exit_description};
 use rustix::io::Errno;
 use rustix::process::{self, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -231,9 +231,9 @@ async fn probe(options: &ProcessOptions) -> Result<SandboxReport, SandboxError> 
         .filter(|a| a.supervisor == PROBE_MAGIC)
         .ok_or_else(|| {
             SandboxError::Supervisor(format!(
-                "{program} {} did not answer as Factory's supervisor (exit {:?}: {}); a program that runs commands through factory-agents must call factory_agents::supervise::run_if_requested() first in main, or name a supervisor binary such as factory-supervise",
+                "{program} {} did not answer as Factory's supervisor (it {}: {}); a program that runs commands through factory-agents must call factory_agents::supervise::run_if_requested() first in main, or name a supervisor binary such as factory-supervise",
                 supervisor.leading_args().iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
-                output.status.code(),
+                exit_description(output.status.code()),
                 String::from_utf8_lossy(&output.stderr).trim()
             ))
         })?;

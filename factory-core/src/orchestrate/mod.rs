@@ -6,6 +6,7 @@
 //! - `planning`: the planner agent and recording its plan;
 //! - `pipeline`: one task's worker → review → verify rounds;
 //! - `merge`: the merge queue's step for one task;
+//! - `limits`: what a task may not merge (files over `[merge] max_file_bytes`);
 //! - `agent_run`: running one agent request with its transcript and events;
 //! - `commands` and `queries`: what frontends call (add an epic, send mail, retry, cancel;
 //!   status, tasks, mail, decisions, the event journal);
@@ -19,6 +20,7 @@ mod artifacts;
 mod commands;
 mod error;
 pub mod feed;
+mod limits;
 mod merge;
 mod pipeline;
 mod planning;

@@ -16,5 +16,6 @@ pub use clock::{Clock, SystemClock};
 pub use sandbox::{CommandOutput, CommandSpec, Sandbox, SandboxError};
 pub use store::{Committed, PlannedEpic, Store, StoreError};
 pub use vcs::{
-    BranchUpdate, CommitId, GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError, WorktreeDamage,
+    BranchUpdate, CommitId, GitIdentity, MergeOutcome, OversizedFile, UpdateOutcome, Vcs, VcsError,
+    WorktreeDamage,
 };
