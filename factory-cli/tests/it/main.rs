@@ -7,6 +7,7 @@ mod bad_input;
 mod containment;
 mod demo;
 mod fixture;
+mod leftovers;
 mod limits;
 mod qa_loop;
 mod resume;
