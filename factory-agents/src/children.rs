@@ -244,10 +244,10 @@ fn remove(path: &Path) {
     }
 }
 
-/// The live processes of the recorded command's group. Only processes that started no earlier
-/// than its leader count: the group id cannot be reused while the group has members, and this
-/// keeps a group started by another leader later out (its leader started later but, being
-/// alive, it is seen as a leader whose start time differs).
+/// The live processes of the recorded command's group (the recorded process leads it), started
+/// no earlier than that leader. The group id cannot be reused while the group has members; if
+/// it now names another group (its live leader has another start time), there is nothing of
+/// ours left in it.
 fn members(record: &ChildRecord) -> Vec<Pid> {
     if procfs::read_stat(record.pgid)
         .is_some_and(|leader| leader.is_alive() && leader.start_time != record.start_time)
