@@ -121,8 +121,13 @@ async fn run() -> anyhow::Result<()> {
     }
     ensure!(
         report.all_merged(),
-        "not everything merged: {:?}",
-        report.blocked
+        "not everything merged: {}",
+        report
+            .blocked
+            .iter()
+            .map(|(spec, reason)| format!("{spec} blocked: {reason}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     ensure!(
         report.merged.len() == 2,

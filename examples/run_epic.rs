@@ -67,6 +67,11 @@ async fn run() -> anyhow::Result<()> {
     for (spec, commit) in &report.merged {
         println!("epic {}: merged {spec} as {commit}", epic.id);
     }
-    anyhow::ensure!(report.all_merged(), "not merged: {:?}", report.blocked);
+    let blocked: Vec<String> = report
+        .blocked
+        .iter()
+        .map(|(spec, reason)| format!("{spec} blocked: {reason}"))
+        .collect();
+    anyhow::ensure!(report.all_merged(), "not merged: {}", blocked.join("; "));
     Ok(())
 }

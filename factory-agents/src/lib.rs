@@ -7,6 +7,8 @@
 //!   killed), inside a Landlock filesystem sandbox, with bounded output capture.
 //! - [`CommandAgent`] runs any shell command line as an agent (prompt on stdin, output on stdout),
 //!   through the same process runner.
+//! - [`end_leftover_children`] ends the commands an earlier Factory left running (each running
+//!   command is recorded under [`ProcessOptions::children_dir`]).
 //!
 //! A program that runs commands this way must let itself be started as the supervisor: call
 //! [`supervise::run_if_requested`] first in `main`, or point [`ProcessOptions::supervisor`] at the
@@ -23,14 +25,17 @@ use factory_core::config::{AgentKind, RoleAgent};
 use factory_core::ports::{AgentBackend, Clock};
 
 mod capture;
+mod children;
 mod command;
 mod fs_sandbox;
 mod process;
+mod procfs;
 mod script;
 mod scripted;
 pub mod supervise;
 mod transcript;
 
+pub use children::{ChildRecord, EndedChild, end_leftover_children, write_record};
 pub use command::CommandAgent;
 pub use fs_sandbox::{LandlockSupport, SandboxReport};
 pub use process::{ProcessOptions, ProcessSandbox};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use factory_core::config::{FactoryConfig, LimitsConfig, SandboxConfig};
-use factory_core::ports::{CommandOutput, CommandSpec, Sandbox, SandboxError};
+use factory_core::ports::{CommandOutput, CommandSpec, Sandbox, SandboxError, exit_description};
 use rustix::io::Errno;
 use rustix::process::{self, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -18,6 +18,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::OnceCell;
 
 use crate::capture::{Capture, OverflowLog, Stream};
+use crate::children::ChildRegistry;
 use crate::fs_sandbox::{FsPolicy, LandlockSupport, SandboxReport, split_existing};
 use crate::supervise::{PROBE_MAGIC, ProbeAnswer, Request, Supervisor};
 
@@ -41,6 +42,11 @@ pub struct ProcessOptions {
     pub sandbox: SandboxConfig,
     /// `[limits]`.
     pub limits: LimitsConfig,
+    /// Where each running command is recorded (normally
+    /// [`Layout::children_dir`](factory_core::layout::Layout::children_dir)), so that a later
+    /// run can end what this one left running ([`end_leftover_children`](crate::end_leftover_children));
+    /// `None` records nothing.
+    pub children_dir: Option<PathBuf>,
 }
 
 impl ProcessOptions {
@@ -51,6 +57,7 @@ impl ProcessOptions {
             supervisor: Supervisor::default(),
             sandbox: config.sandbox.clone(),
             limits: config.limits.clone(),
+            children_dir: None,
         }
     }
 }
@@ -170,6 +177,13 @@ impl ProcessSandbox {
             .spawn()
             .map_err(spawn_error)?;
         let mut supervised = Supervised::new(child.id());
+        // Removed when this run of the command ends, however it ends.
+        let _recorded = match (&options.children_dir, child.id()) {
+            (Some(dir), Some(pid)) => {
+                ChildRegistry::new(dir.clone()).register(pid, &what(spec), &spec.command, &spec.cwd)
+            }
+            _ => None,
+        };
         tracing::debug!(command = %spec.command, cwd = %spec.cwd.display(), pid = ?child.id(), sandboxed = report.is_enforced(), "process started");
 
         let end = drive(&mut child, &mut supervised, spec, &options.limits)
@@ -195,6 +209,14 @@ impl ProcessSandbox {
             "process finished"
         );
         Ok(output)
+    }
+}
+
+/// What a command is, for people: the agent role it plays, or a plain command (verify).
+fn what(spec: &CommandSpec) -> String {
+    match spec.env.iter().find(|(key, _)| key == "FACTORY_ROLE") {
+        Some((_, role)) => format!("{role} agent"),
+        None => "command".to_owned(),
     }
 }
 
@@ -231,9 +253,9 @@ async fn probe(options: &ProcessOptions) -> Result<SandboxReport, SandboxError> 
         .filter(|a| a.supervisor == PROBE_MAGIC)
         .ok_or_else(|| {
             SandboxError::Supervisor(format!(
-                "{program} {} did not answer as Factory's supervisor (exit {:?}: {}); a program that runs commands through factory-agents must call factory_agents::supervise::run_if_requested() first in main, or name a supervisor binary such as factory-supervise",
+                "{program} {} did not answer as Factory's supervisor (it {}: {}); a program that runs commands through factory-agents must call factory_agents::supervise::run_if_requested() first in main, or name a supervisor binary such as factory-supervise",
                 supervisor.leading_args().iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
-                output.status.code(),
+                exit_description(output.status.code()),
                 String::from_utf8_lossy(&output.stderr).trim()
             ))
         })?;

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::fs_sandbox::{FsPolicy, LandlockSupport};
+use crate::procfs;
 
 /// The first argument that turns a program into the supervisor (see [`run_if_requested`]).
 pub const SUPERVISE_ARG: &str = "__supervise";
@@ -353,32 +354,12 @@ fn signal_all(pids: &[Pid], signal: Signal) {
 
 /// The live (not zombie) descendants of `root`, found by following parent links in `/proc`.
 pub(crate) fn descendants(root: Pid) -> Vec<Pid> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut children: HashMap<i32, Vec<(i32, bool)>> = HashMap::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) S ppid ...": comm may contain anything, so split at the last ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().unwrap_or("");
-        let Some(ppid) = fields.next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        let alive = !matches!(state, "Z" | "X");
-        children.entry(ppid).or_default().push((pid, alive));
+    for stat in procfs::all_processes() {
+        children
+            .entry(stat.ppid)
+            .or_default()
+            .push((stat.pid, stat.is_alive()));
     }
     let mut found = Vec::new();
     let mut stack = vec![root.as_raw_pid()];

@@ -644,6 +644,9 @@ pub struct RunEnd {
 /// SIGTERM or SIGHUP (a second SIGINT exits at once; child processes die with Factory).
 pub async fn run_with_progress(ws: &Workspace, options: RunOptions) -> Result<RunEnd> {
     use tokio::signal::unix::{SignalKind, signal};
+    for ended in ws.end_leftover_children().await {
+        println!("{}", escape(&ended.to_string()));
+    }
     let handle = ws.start_run(options).await?;
     let mut events = handle.events();
     let stopper = handle.stopper();

@@ -465,7 +465,7 @@ log_output_bytes = 67108864
 conflict_attempts = 2
 # Keep task branches after their merge (default: deleted with the worktree).
 keep_branches = false
-# A task that adds a file bigger than this (bytes) is blocked, naming the file.
+# A task whose change adds or grows a file past this many bytes is blocked, naming the file.
 max_file_bytes = 10485760
 "#
         )

@@ -60,6 +60,12 @@ impl Layout {
         self.factory_dir().join("worktrees").join("merge")
     }
 
+    /// `<repo>/.factory/run/children`: a record (`<pid>.json`) of each agent or verify command
+    /// running now, so that a run can end what an interrupted one left running.
+    pub fn children_dir(&self) -> PathBuf {
+        self.factory_dir().join("run").join("children")
+    }
+
     /// `<repo>/.factory/logs/<spec-id>`: agent transcripts as JSON lines.
     pub fn logs_dir(&self, scope: &str) -> PathBuf {
         self.factory_dir().join("logs").join(scope)

@@ -331,10 +331,9 @@ impl GitRepo {
                     files: Vec::new(),
                 });
             }
-            return Err(VcsError::Git {
+            return Err(VcsError::Refused {
                 command: format!("update-ref refs/heads/{into} {merged} {old}"),
-                code: None,
-                stderr: failure,
+                reason: failure,
             });
         }
         tracing::info!(%old, now = ?now, "`{into}` moved during the merge");

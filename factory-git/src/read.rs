@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use factory_core::ports::VcsError;
+use factory_core::ports::{OversizedFile, VcsError};
 use gix::ObjectId;
 
 /// Wraps any gix error as [`VcsError::Read`].
@@ -231,16 +231,96 @@ pub(crate) fn changed_since_fork(
     let from_id = resolve_commit(repo, from)?;
     let to_id = resolve_commit(repo, to)?;
     let Some(base) = repo.merge_base(from_id, to_id).map_err(read_err)? else {
-        return Err(VcsError::Git {
+        return Err(VcsError::Refused {
             command: format!("diff {from}...{to}"),
-            code: None,
-            stderr: format!("{from} and {to} have no common ancestor"),
+            reason: format!("{from} and {to} have no common ancestor"),
         });
     };
     Ok(changed_files(repo, base.detach(), to_id)?
         .into_iter()
         .map(|change| change.path)
         .collect())
+}
+
+/// The files `to` adds or grows since it forked from `from` whose new size is over `max_bytes`
+/// (see [`Vcs::oversized_files`](factory_core::ports::Vcs::oversized_files)). Sizes come from the
+/// object headers: no blob is read.
+pub(crate) fn oversized_since_fork(
+    repo: &gix::Repository,
+    from: &str,
+    to: &str,
+    max_bytes: u64,
+) -> Result<Vec<OversizedFile>, VcsError> {
+    use gix::diff::tree::recorder::Change;
+
+    let from_id = resolve_commit(repo, from)?;
+    let to_id = resolve_commit(repo, to)?;
+    let Some(base) = repo.merge_base(from_id, to_id).map_err(read_err)? else {
+        return Err(VcsError::Refused {
+            command: format!("diff {from}...{to}"),
+            reason: format!("{from} and {to} have no common ancestor"),
+        });
+    };
+    let tree_of = |commit: ObjectId| -> Result<gix::Tree<'_>, VcsError> {
+        let tree = repo
+            .find_commit(commit)
+            .map_err(read_err)?
+            .tree_id()
+            .map_err(read_err)?;
+        repo.find_tree(tree).map_err(read_err)
+    };
+    let (old_tree, new_tree) = (tree_of(base.detach())?, tree_of(to_id)?);
+    let mut recorder = gix::diff::tree::Recorder::default();
+    gix::diff::tree(
+        gix::objs::TreeRefIter::from_bytes(&old_tree.data, old_tree.id.kind()),
+        gix::objs::TreeRefIter::from_bytes(&new_tree.data, new_tree.id.kind()),
+        gix::diff::tree::State::default(),
+        &repo.objects,
+        &mut recorder,
+    )
+    .map_err(read_err)?;
+    let size = |id: ObjectId| -> Result<u64, VcsError> {
+        Ok(repo.find_header(id).map_err(read_err)?.size())
+    };
+    let mut found = Vec::new();
+    for change in recorder.records {
+        let (path, new, old) = match change {
+            Change::Addition {
+                entry_mode,
+                oid,
+                path,
+                ..
+            } if entry_mode.is_blob() => (path, oid, None),
+            Change::Modification {
+                previous_entry_mode,
+                previous_oid,
+                entry_mode,
+                oid,
+                path,
+            } if entry_mode.is_blob() => (
+                path,
+                oid,
+                previous_entry_mode.is_blob().then_some(previous_oid),
+            ),
+            _ => continue,
+        };
+        let bytes = size(new)?;
+        if bytes <= max_bytes {
+            continue;
+        }
+        if let Some(old) = old
+            && size(old)? >= bytes
+        {
+            // Already this big before the change, and not grown by it.
+            continue;
+        }
+        found.push(OversizedFile {
+            path: path.to_string(),
+            bytes,
+        });
+    }
+    found.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(found)
 }
 
 /// Whether the worktree is exactly a detached checkout of `at` with nothing else in it: no

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use factory_core::ports::{
     BranchDeletion, BranchTip, BranchUpdate, CheckoutStatus, CommitId, ConflictRound, GitIdentity,
-    MergeOutcome, UpdateOutcome, Vcs, VcsError, WorktreeDamage, WorktreeInfo,
+    MergeOutcome, OversizedFile, UpdateOutcome, Vcs, VcsError, WorktreeDamage, WorktreeInfo,
 };
 
 use crate::cli::{Checkout, GitCli};
@@ -395,10 +395,9 @@ pub(crate) fn short_branch(branch: &str) -> &str {
 
 /// An error for a request that git would misread (a name that looks like an option).
 fn invalid_name(command: &str, name: &str) -> VcsError {
-    VcsError::Git {
+    VcsError::Refused {
         command: command.to_owned(),
-        code: None,
-        stderr: format!("`{name}` is not a valid branch name"),
+        reason: format!("`{name}` is not a valid branch name"),
     }
 }
 
@@ -428,10 +427,9 @@ impl Vcs for GitRepo {
                     tracing::debug!(path = %path.display(), branch, "reusing worktree");
                     return Ok(());
                 } else {
-                    return Err(VcsError::Git {
+                    return Err(VcsError::Refused {
                         command: format!("worktree add {} {branch}", path.display()),
-                        code: None,
-                        stderr: format!(
+                        reason: format!(
                             "{} is already a worktree on {}; remove it first",
                             path.display(),
                             entry.branch.as_deref().unwrap_or("a detached HEAD")
@@ -458,10 +456,9 @@ impl Vcs for GitRepo {
     async fn remove_worktree(&self, path: &Path) -> Result<(), VcsError> {
         let path = normalize(path);
         if same_path(&path, &self.root) {
-            return Err(VcsError::Git {
+            return Err(VcsError::Refused {
                 command: format!("worktree remove {}", path.display()),
-                code: None,
-                stderr: "refusing to remove the main checkout".to_owned(),
+                reason: "it is the main checkout".to_owned(),
             });
         }
         let _admin = self.worktree_lock.lock().await;
@@ -616,6 +613,19 @@ impl Vcs for GitRepo {
         onto: &str,
     ) -> Result<ConflictRound, VcsError> {
         self.conflict_round(worktree, branch, onto).await
+    }
+
+    async fn oversized_files(
+        &self,
+        base: &str,
+        tip: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<OversizedFile>, VcsError> {
+        let (base, tip) = (base.to_owned(), tip.to_owned());
+        with_repo(&self.root, move |repo| {
+            read::oversized_since_fork(repo, &base, &tip, max_bytes)
+        })
+        .await
     }
 
     async fn is_merged(&self, rev: &str, into: &str) -> Result<bool, VcsError> {

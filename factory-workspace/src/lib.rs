@@ -16,8 +16,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factory_agents::{ProcessOptions, ProcessSandbox, build_backend};
 
-pub use factory_agents::SandboxReport;
 pub use factory_agents::supervise::run_if_requested as run_supervisor_if_requested;
+pub use factory_agents::{EndedChild, SandboxReport};
 use factory_core::agent::AgentRole;
 use factory_core::config::{AgentTemplate, ConfigError, FactoryConfig, VerifyConfig};
 use factory_core::layout::{FACTORY_DIR, Layout};
@@ -244,7 +244,10 @@ impl Workspace {
             config.git.identity(),
             layout.merge_worktree(),
         )?;
-        let sandbox = ProcessSandbox::with_options(ProcessOptions::from_config(&config));
+        let sandbox = ProcessSandbox::with_options(ProcessOptions {
+            children_dir: Some(layout.children_dir()),
+            ..ProcessOptions::from_config(&config)
+        });
         let mut unavailable = Vec::new();
         let agents = match agents {
             Some(agents) => agents,
@@ -318,13 +321,26 @@ impl Workspace {
         }
     }
 
-    /// Starts a run, first releasing a run lease whose holder is a process on this machine
-    /// that no longer exists (killed, crashed), so a new run need not wait for it to expire.
-    /// Fails with [`OrchestrateError::AlreadyRunning`] while a live run holds the repository.
+    /// Ends the agent and verify commands that an earlier, interrupted run of this repository
+    /// left running (recorded in `.factory/run/children/`), before anything touches their
+    /// worktrees; the commands of a `factory` process that still runs are left alone. Returns
+    /// what was ended, to tell the user; [`start_run`](Workspace::start_run) calls this too.
+    pub async fn end_leftover_children(&self) -> Vec<EndedChild> {
+        factory_agents::end_leftover_children(&self.factory.layout().children_dir()).await
+    }
+
+    /// Starts a run: first ends the commands an interrupted run left running
+    /// ([`end_leftover_children`](Workspace::end_leftover_children)) and releases a run lease
+    /// whose holder is a process on this machine that no longer exists (killed, crashed), so a
+    /// new run need not wait for it to expire. Fails with
+    /// [`OrchestrateError::AlreadyRunning`] while a live run holds the repository.
     pub async fn start_run(
         &self,
         options: RunOptions,
     ) -> Result<factory_core::orchestrate::RunHandle, OrchestrateError> {
+        for ended in self.end_leftover_children().await {
+            tracing::info!("{ended}");
+        }
         self.release_dead_lease().await?;
         self.factory.start(options).await
     }

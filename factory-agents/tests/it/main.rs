@@ -7,6 +7,7 @@ mod command;
 mod containment;
 mod fixture;
 mod fs_sandbox;
+mod leftovers;
 mod output;
 mod sandbox;
 mod scripted;

@@ -24,17 +24,16 @@ fn killing_factory_run_leaves_no_agent_process_behind() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // `setsid` returns before the escapee has written its pid: wait for that too.
-        wait_for(Duration::from_secs(60), "the worker to start", || {
-            std::fs::read_to_string(f.join("times.log")).is_ok_and(|t| t.contains("start a"))
-                && std::fs::read_to_string(f.join("escaped.pid"))
-                    .is_ok_and(|pid| pid.trim().parse::<u32>().is_ok())
-        });
-        // `setsid` may return before the escapee has written its pid.
-        wait_for(Duration::from_secs(10), "the escapee's pid", || {
-            std::fs::read_to_string(f.join("escaped.pid"))
-                .is_ok_and(|p| p.ends_with('\n') && p.trim().parse::<u32>().is_ok())
-        });
+        // The worker writes `escaped.pid` (from its setsid child) after "start a".
+        wait_for(
+            Duration::from_secs(60),
+            "the worker to start and escape",
+            || {
+                std::fs::read_to_string(f.join("times.log")).is_ok_and(|t| t.contains("start a"))
+                    && std::fs::read_to_string(f.join("escaped.pid"))
+                        .is_ok_and(|p| p.ends_with('\n'))
+            },
+        );
         let escaped: u32 = std::fs::read_to_string(f.join("escaped.pid"))
             .unwrap()
             .trim()

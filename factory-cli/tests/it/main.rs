@@ -9,6 +9,8 @@ mod containment;
 mod demo;
 mod fixture;
 mod gc;
+mod leftovers;
+mod limits;
 mod qa_loop;
 mod resume;
 mod safety;

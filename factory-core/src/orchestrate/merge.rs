@@ -118,6 +118,9 @@ impl Factory {
                     }
                 },
             };
+            if self.block_if_oversized(&task, &verified.0).await? {
+                return Ok(JobEnd::Done);
+            }
 
             let message = format!(
                 "Merge {branch}: {}\n\nFactory task {} (spec {}) of epic {}; QA rounds: {}.",

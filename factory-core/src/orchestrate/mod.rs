@@ -9,6 +9,7 @@
 //!   back to the worker;
 //! - `cleanup`: a finished task's worktree and branch removed after its merge, and at start-up
 //!   whatever an interrupted run left;
+//! - `limits`: what a task may not merge (files over `[merge] max_file_bytes`);
 //! - `agent_run`: running one agent request with its transcript and events;
 //! - `gc`: `factory gc`, removing what finished or forgotten tasks left;
 //! - `merge_preview`: `factory merge --dry-run`, the queue and each task's next step, read-only;
@@ -27,6 +28,7 @@ mod conflict;
 mod error;
 pub mod feed;
 mod gc;
+mod limits;
 mod merge;
 mod merge_preview;
 mod pipeline;

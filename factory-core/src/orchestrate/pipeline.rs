@@ -219,6 +219,9 @@ impl Factory {
             self.block(&task, reason).await?;
             return Ok(None);
         };
+        if self.block_if_oversized(&task, &commit.0).await? {
+            return Ok(None);
+        }
         let summary = notes
             .summary
             .as_deref()

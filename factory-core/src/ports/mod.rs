@@ -17,5 +17,6 @@ pub use sandbox::{CommandOutput, CommandSpec, Sandbox, SandboxError};
 pub use store::{Committed, PlannedEpic, Store, StoreError};
 pub use vcs::{
     BranchDeletion, BranchTip, BranchUpdate, CheckoutStatus, CommitId, ConflictFile, ConflictRound,
-    GitIdentity, MergeOutcome, UpdateOutcome, Vcs, VcsError, WorktreeDamage, WorktreeInfo,
+    GitIdentity, MergeOutcome, OversizedFile, UpdateOutcome, Vcs, VcsError, WorktreeDamage,
+    WorktreeInfo,
 };

@@ -3,6 +3,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::agent::exit_description;
+
 /// A full hex commit id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -166,6 +168,15 @@ pub struct CheckoutStatus {
     pub dirty: Vec<String>,
 }
 
+/// A file that a change adds, or makes bigger, past a size limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OversizedFile {
+    /// Relative to the repository root, `/`-separated.
+    pub path: String,
+    /// Its size in the change's last commit.
+    pub bytes: u64,
+}
+
 /// Why a task worktree can no longer be trusted: something (usually the agent working in it)
 /// broke the link between the directory and the task's branch. Git commands run there would
 /// act on the wrong repository or branch, so the task is blocked instead.
@@ -224,14 +235,24 @@ pub enum VcsError {
     )]
     MissingBranch(String),
     /// A git command failed.
-    #[error("`git {command}` failed (exit {code:?}): {stderr}")]
+    #[error("`git {command}` {}: {stderr}", exit_description(*.code))]
     Git {
         /// The arguments, joined.
         command: String,
-        /// Exit code.
+        /// Exit code; `None` when git was killed by a signal.
         code: Option<i32>,
         /// What git printed on stderr (trimmed).
         stderr: String,
+    },
+    /// Factory did not do a git operation, because git would have misread the request or the
+    /// repository's state does not allow it (a name that looks like an option, a directory that
+    /// is another worktree, branches without a common ancestor, a ref that could not be swapped).
+    #[error("`git {command}` not done: {reason}")]
+    Refused {
+        /// The operation, as the git command it stands for.
+        command: String,
+        /// Why not.
+        reason: String,
     },
     /// Reading the repository failed.
     #[error("reading the repository failed: {0}")]
@@ -349,6 +370,16 @@ pub trait Vcs: Send + Sync {
         onto: &str,
     ) -> Result<ConflictRound, VcsError>;
 
+    /// The files `tip` adds, or grows, since it forked from `base` (`git diff base...tip`) whose
+    /// size in `tip` is over `max_bytes`, in path order. Deleted files, and files that were
+    /// already that big and did not grow, are not listed; nor are symbolic links or submodules.
+    async fn oversized_files(
+        &self,
+        base: &str,
+        tip: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<OversizedFile>, VcsError>;
+
     /// Whether `rev` (a branch or a commit id) is reachable from `into`.
     async fn is_merged(&self, rev: &str, into: &str) -> Result<bool, VcsError>;
 
@@ -390,4 +421,34 @@ pub trait Vcs: Send + Sync {
 
     /// The user's checkout: which branch it has checked out and what is uncommitted there.
     async fn checkout_status(&self) -> Result<CheckoutStatus, VcsError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VcsError;
+
+    #[test]
+    fn a_failed_git_command_reads_for_people() {
+        let git = |code| VcsError::Git {
+            command: "rebase --quiet main".into(),
+            code,
+            stderr: "fatal: not possible".into(),
+        };
+        assert_eq!(
+            git(Some(128)).to_string(),
+            "`git rebase --quiet main` exited with code 128: fatal: not possible"
+        );
+        assert_eq!(
+            git(None).to_string(),
+            "`git rebase --quiet main` was killed by a signal: fatal: not possible"
+        );
+        let refused = VcsError::Refused {
+            command: "worktree add /x -b".into(),
+            reason: "`-b` is not a valid branch name".into(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "`git worktree add /x -b` not done: `-b` is not a valid branch name"
+        );
+    }
 }

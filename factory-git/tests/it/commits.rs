@@ -153,8 +153,12 @@ async fn changed_paths_between_unrelated_histories_is_an_error() {
     fx.git(&["checkout", "-q", "main"]);
     let err = repo.changed_paths("main", "island").await.unwrap_err();
     assert!(
-        matches!(err, factory_core::ports::VcsError::Git { .. }),
+        matches!(err, factory_core::ports::VcsError::Refused { .. }),
         "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "`git diff main...island` not done: main and island have no common ancestor"
     );
 }
 
@@ -188,5 +192,11 @@ async fn commit_all_with_only_ignored_files_commits_nothing() {
     assert!(
         matches!(err, factory_core::ports::VcsError::Git { .. }),
         "{err:?}"
+    );
+    // Said for people: how git ended, never `Some(128)`.
+    let text = err.to_string();
+    assert!(
+        text.starts_with("`git add --all` exited with code 128: "),
+        "{text}"
     );
 }

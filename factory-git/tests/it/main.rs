@@ -9,6 +9,7 @@ mod damage;
 mod fixture;
 mod landing;
 mod merge;
+mod sizes;
 mod status;
 mod update;
 mod worktrees;

@@ -92,7 +92,7 @@ async fn create_worktree_refuses_a_path_used_by_another_branch() {
         .create_worktree(&path, "factory/003-b", "main")
         .await
         .unwrap_err();
-    assert!(matches!(err, VcsError::Git { .. }), "{err:?}");
+    assert!(matches!(err, VcsError::Refused { .. }), "{err:?}");
     assert_eq!(
         git_in(&path, &["symbolic-ref", "HEAD"]).trim(),
         "refs/heads/factory/003-a"
@@ -298,7 +298,7 @@ async fn remove_worktree_leaves_a_directory_that_is_not_a_worktree_and_refuses_t
     assert_eq!(worktree_paths(&fx.root).len(), 2);
 
     let err = repo.remove_worktree(&fx.root).await.unwrap_err();
-    assert!(matches!(err, VcsError::Git { .. }), "{err:?}");
+    assert!(matches!(err, VcsError::Refused { .. }), "{err:?}");
     assert!(fx.root.join("a.txt").exists());
 }
 
