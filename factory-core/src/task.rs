@@ -164,6 +164,10 @@ pub struct Task {
     /// Paths in conflict with main that the next worker round must resolve; empty when no
     /// conflict round is pending.
     pub conflict_files: Vec<String>,
+    /// The branch's tip when the current worker round first started; set until the round is
+    /// submitted, so a round re-run after an interruption judges its change against the same
+    /// commit, not against a commit its interrupted run already made.
+    pub round_start: Option<String>,
     /// When it was planned.
     pub created_at: Timestamp,
     /// When it last changed.
@@ -211,6 +215,8 @@ pub struct TaskChanges {
     pub conflict_rounds: Option<u32>,
     /// Paths the pending conflict round must resolve (empty: none pending).
     pub conflict_files: Option<Vec<String>>,
+    /// Set or clear the start of the current worker round.
+    pub round_start: Option<Option<String>>,
 }
 
 impl TaskChanges {
@@ -219,6 +225,7 @@ impl TaskChanges {
         TaskChanges {
             blocked_reason: Some(Some(reason.into())),
             waiting_reason: Some(None),
+            round_start: Some(None),
             ..TaskChanges::default()
         }
     }
@@ -259,6 +266,7 @@ impl Task {
             verified_commit,
             conflict_rounds,
             conflict_files,
+            round_start,
         } = changes;
         if let Some(v) = attempts {
             next.attempts = v;
@@ -292,6 +300,9 @@ impl Task {
         }
         if let Some(v) = conflict_files {
             next.conflict_files = v;
+        }
+        if let Some(v) = round_start {
+            next.round_start = v;
         }
         next.version = self.version + 1;
         next.updated_at = now;

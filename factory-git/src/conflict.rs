@@ -14,6 +14,24 @@ use crate::cli::Checkout;
 use crate::read::{self, with_repo};
 use crate::repo::{GitRepo, short_branch};
 
+/// A diff without what a rebase changes though the change is the same: blob ids (`index`
+/// lines) and line numbers (hunk headers).
+fn normalized_diff(diff: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(diff.len());
+    for line in diff.split(|b| *b == b'\n') {
+        if line.starts_with(b"index ") {
+            continue;
+        }
+        if line.starts_with(b"@@ ") {
+            out.extend_from_slice(b"@@");
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
 /// Bytes of each side's diff kept for the worker's prompt.
 const SIDE_CAP: usize = 16 * 1024;
 
@@ -81,6 +99,37 @@ impl GitRepo {
             task_tip: CommitId(tip),
             files,
         })
+    }
+
+    /// See [`Vcs::same_change`](factory_core::ports::Vcs::same_change).
+    pub(crate) async fn same_change_since(
+        &self,
+        base: &str,
+        a: &str,
+        b: &str,
+    ) -> Result<bool, VcsError> {
+        let at = self.main_checkout();
+        let diff = |rev: String| {
+            let at = at.clone();
+            let range = format!("{base}...{rev}");
+            async move {
+                let out = self
+                    .git
+                    .ok(
+                        &at,
+                        [
+                            "diff",
+                            "--no-ext-diff",
+                            "--no-color",
+                            "--no-renames",
+                            &range,
+                        ],
+                    )
+                    .await?;
+                Ok::<_, VcsError>(normalized_diff(&out.stdout))
+            }
+        };
+        Ok(diff(a.to_owned()).await? == diff(b.to_owned()).await?)
     }
 
     /// `git diff from to -- path`, capped for a prompt.

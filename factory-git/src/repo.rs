@@ -615,6 +615,10 @@ impl Vcs for GitRepo {
         self.conflict_round(worktree, branch, onto).await
     }
 
+    async fn same_change(&self, base: &str, a: &str, b: &str) -> Result<bool, VcsError> {
+        self.same_change_since(base, a, b).await
+    }
+
     async fn oversized_files(
         &self,
         base: &str,

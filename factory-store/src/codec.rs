@@ -191,6 +191,7 @@ pub(crate) fn task(row: &SqliteRow, deps: &HashMap<i64, Vec<TaskId>>) -> Result<
         verified_commit: r.opt_text("verified_commit")?,
         conflict_rounds: r.unsigned("conflict_rounds")?,
         conflict_files: r.json("conflict_files")?,
+        round_start: r.opt_text("round_start")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })

@@ -34,7 +34,7 @@ macro_rules! task_columns {
     () => {
         "id, epic_id, key, spec_id, title, description, acceptance, state, version, attempts, \
          qa_rounds, rounds_base, branch, pr_url, blocked_reason, waiting_reason, merge_commit, \
-         verified_commit, conflict_rounds, conflict_files, created_at, updated_at"
+         verified_commit, conflict_rounds, conflict_files, round_start, created_at, updated_at"
     };
 }
 
@@ -397,6 +397,7 @@ impl Store for SqliteStore {
                 verified_commit: None,
                 conflict_rounds: 0,
                 conflict_files: Vec::new(),
+                round_start: None,
                 created_at: now,
                 updated_at: now,
             });
@@ -500,7 +501,7 @@ impl Store for SqliteStore {
             "UPDATE tasks SET state = ?, version = ?, attempts = ?, qa_rounds = ?, \
              rounds_base = ?, branch = ?, pr_url = ?, blocked_reason = ?, waiting_reason = ?, \
              merge_commit = ?, verified_commit = ?, conflict_rounds = ?, conflict_files = ?, \
-             updated_at = ? \
+             round_start = ?, updated_at = ? \
              WHERE id = ? AND version = ? AND state = ?",
         )
         .bind(next.state.as_str())
@@ -516,6 +517,7 @@ impl Store for SqliteStore {
         .bind(next.verified_commit.as_deref())
         .bind(i64::from(next.conflict_rounds))
         .bind(to_json(&next.conflict_files)?)
+        .bind(next.round_start.as_deref())
         .bind(ts(next.updated_at))
         .bind(id.0)
         .bind(int("version", current.version)?)

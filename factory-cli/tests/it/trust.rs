@@ -435,3 +435,118 @@ fn a_user_committing_every_second_does_not_starve_merges() {
         );
     }
 }
+
+/// Item 9, found by the queue property test: a run stopped after the worker's round was
+/// committed but before the round was recorded leaves that commit on the branch. The round runs
+/// again and the worker makes the same edit; the round's change is judged against the branch as
+/// it was when the round first started, so the task is not blocked "made no changes". (The
+/// interrupted commit is made here by hand, as Factory's `commit_all` made it.)
+#[test]
+fn a_round_cut_after_its_commit_is_not_blocked_as_no_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["a"], "true");
+    std::fs::write(dir.join(".factory/SLOW_a"), "").unwrap();
+    std::fs::write(dir.join(".factory/SAME_a"), "").unwrap();
+    assert!(factory(&dir, &["epic", "add", "Add a"]).status.success());
+    let child = factory_cmd(&dir, &["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(60), "the worker to start", || {
+        runs_of(&dir, "worker 001") == 1
+    });
+    assert_eq!(interrupt(child).status.code(), Some(130));
+    let worktree = dir.join(".factory/worktrees/tasks/001-add-a-file");
+    std::fs::write(worktree.join("a.txt"), "same\n").unwrap();
+    git(&worktree, &["add", "-A"]);
+    git(
+        &worktree,
+        &["commit", "-q", "-m", "001-add-a-file: Add a file (round 1)"],
+    );
+    std::fs::remove_file(dir.join(".factory/SLOW_a")).unwrap();
+
+    let out = factory(&dir, &["run"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let tasks = tasks_of(&status_json(&dir));
+    assert_eq!(tasks[0]["state"], "completed", "{tasks:?}");
+}
+
+/// Item 3, found by the queue property test: `kill -9` while the merge queue rebased a branch
+/// onto a newer main (the rebase finishes on its own) leaves the branch rebased but its tip
+/// neither verified nor recorded. The next run recognises the verified change rebased, verifies
+/// it again and merges it, instead of blocking it as moved by someone else. (The interrupted
+/// rebase is made here by hand while the merge waits on the user's untracked file.)
+#[test]
+fn a_branch_rebased_by_an_interrupted_merge_step_is_verified_again_not_blocked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["alpha"], "test -f alpha.txt");
+    std::fs::write(dir.join("alpha.txt"), "mine\n").unwrap();
+    assert!(
+        factory(&dir, &["epic", "add", "Add alpha"])
+            .status
+            .success()
+    );
+    let out = factory(&dir, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let task = tasks_of(&status_json(&dir)).remove(0);
+    assert_eq!(task["state"], "merging", "{task}");
+    std::fs::remove_file(dir.join("alpha.txt")).unwrap();
+    std::fs::write(dir.join("other.txt"), "other\n").unwrap();
+    git(&dir, &["add", "other.txt"]);
+    git(&dir, &["commit", "-q", "-m", "the user's commit"]);
+    let worktree = dir.join(".factory/worktrees/tasks/001-add-alpha-file");
+    git(&worktree, &["rebase", "-q", "main"]);
+
+    let out = factory(&dir, &["run"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let task = tasks_of(&status_json(&dir)).remove(0);
+    assert_eq!(task["state"], "completed", "{task}");
+    let progress =
+        std::fs::read_to_string(dir.join(".factory/specs/001-add-alpha-file/build-progress.txt"))
+            .unwrap();
+    assert!(
+        progress.contains("rebased onto main by an interrupted run"),
+        "{progress}"
+    );
+}
+
+/// The other side of the rule above: a branch someone changed after verify (not a rebase of
+/// the verified change) is still blocked, not merged unreviewed.
+#[test]
+fn a_branch_changed_after_verify_is_still_blocked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    factory_repo(&dir, &["alpha"], "true");
+    std::fs::write(dir.join("alpha.txt"), "mine\n").unwrap();
+    assert!(
+        factory(&dir, &["epic", "add", "Add alpha"])
+            .status
+            .success()
+    );
+    assert_eq!(factory(&dir, &["run"]).status.code(), Some(1));
+    std::fs::remove_file(dir.join("alpha.txt")).unwrap();
+    let worktree = dir.join(".factory/worktrees/tasks/001-add-alpha-file");
+    std::fs::write(worktree.join("extra.txt"), "unreviewed\n").unwrap();
+    git(&worktree, &["add", "extra.txt"]);
+    git(
+        &worktree,
+        &["commit", "-q", "-m", "a change nobody reviewed"],
+    );
+    let main_before = git(&dir, &["rev-parse", "main"]);
+
+    let out = factory(&dir, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let task = tasks_of(&status_json(&dir)).remove(0);
+    assert_eq!(task["state"], "blocked", "{task}");
+    assert!(
+        task["blocked_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("moved after it passed verify"),
+        "{task}"
+    );
+    assert_eq!(git(&dir, &["rev-parse", "main"]), main_before);
+}

@@ -50,7 +50,22 @@ impl Factory {
                         ),
                     )?;
                 }
-                match update.outcome {
+                let mut outcome = update.outcome;
+                // A merge step interrupted after its rebase (the rebase ends on its own) leaves
+                // the verified change rebased onto main but neither verified nor recorded: that
+                // is Factory's own move, verified again below like any rebase.
+                if let UpdateOutcome::UpToDate(tip) = &outcome
+                    && let Some(expected) = &task.verified_commit
+                    && tip.0 != *expected
+                    && vcs.same_change(&main, expected, &tip.0).await?
+                {
+                    files.progress(
+                        self.now(),
+                        &format!("{branch} holds the verified change rebased onto {main} by an interrupted run"),
+                    )?;
+                    outcome = UpdateOutcome::Rebased(tip.clone());
+                }
+                match outcome {
                     UpdateOutcome::UpToDate(tip) => {
                         // Merge exactly the commit that passed QA: a branch that moved since (an
                         // agent or a person committed or reset it) is not merged unverified.

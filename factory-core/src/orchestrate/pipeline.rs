@@ -7,7 +7,7 @@ use tracing::Instrument;
 use crate::agent::{AgentId, AgentRole, AgentState};
 use crate::event::{DomainEvent, Verdict, VerifyStage};
 use crate::mail::{HUMAN, MailFilter};
-use crate::ports::{AgentRequest, CommandSpec, VcsError};
+use crate::ports::{AgentRequest, CommandSpec, CommitId, VcsError};
 use crate::protocol::{ReviewOutput, WorkerNotes};
 use crate::task::{Task, TaskChanges, TaskEvent, TaskId, TaskState};
 
@@ -107,16 +107,27 @@ impl Factory {
             self.block(&task, reason).await?;
             return Ok(None);
         }
+        let worktree = self.layout().task_worktree(&task.spec_id);
+        let branch = task.branch.clone().unwrap_or_else(|| task.spec_id.branch());
+        // What the round changed is judged by the branch's tip, not by who committed: against
+        // the tip when this round first started, which a run interrupted after committing the
+        // round (but before recording it) has already moved.
+        let round_start = match &task.round_start {
+            Some(start) => Some(CommitId(start.clone())),
+            None => self.inner.ports.vcs.branch_head(&branch).await?,
+        };
         let task = self
             .update_task(
                 &task,
                 None,
                 TaskChanges {
                     attempts: Some(task.attempts + 1),
+                    round_start: Some(round_start.as_ref().map(|c| c.0.clone())),
                     ..TaskChanges::default()
                 },
             )
             .await?;
+        let tip_before = round_start;
         let agent_id = AgentId::new(AgentRole::Worker, &task.spec_id);
         let fix_request = if round > 1 {
             files.read_fix_request()
@@ -130,10 +141,6 @@ impl Factory {
                 unread_only: true,
             })
             .await?;
-        let worktree = self.layout().task_worktree(&task.spec_id);
-        let branch = task.branch.clone().unwrap_or_else(|| task.spec_id.branch());
-        // What the round changed is judged by the branch's tip, not by who committed.
-        let tip_before = self.inner.ports.vcs.branch_head(&branch).await?;
         let request = AgentRequest {
             role: AgentRole::Worker,
             agent_id: agent_id.clone(),
@@ -253,6 +260,7 @@ impl Factory {
                 Some(TaskEvent::SubmitForReview),
                 TaskChanges {
                     conflict_files: resolving.then(Vec::new),
+                    round_start: Some(None),
                     ..TaskChanges::default()
                 },
             )

@@ -157,6 +157,7 @@ mod tests {
             verified_commit: None,
             conflict_rounds: 0,
             conflict_files: Vec::new(),
+            round_start: None,
             created_at: now,
             updated_at: now,
         }

@@ -380,6 +380,11 @@ pub trait Vcs: Send + Sync {
         max_bytes: u64,
     ) -> Result<Vec<OversizedFile>, VcsError>;
 
+    /// Whether `a` and `b` make the same change since each forked from `base` (`git diff
+    /// base...a` and `git diff base...b` equal but for line numbers and blob ids): how a branch
+    /// rebased by an interrupted merge step is told from one moved some other way.
+    async fn same_change(&self, base: &str, a: &str, b: &str) -> Result<bool, VcsError>;
+
     /// Whether `rev` (a branch or a commit id) is reachable from `into`.
     async fn is_merged(&self, rev: &str, into: &str) -> Result<bool, VcsError>;
 

@@ -219,6 +219,7 @@ fn sample_task(now: chrono::DateTime<chrono::Utc>) -> factory_core::task::Task {
         verified_commit: None,
         conflict_rounds: 0,
         conflict_files: Vec::new(),
+        round_start: None,
         created_at: now,
         updated_at: now,
     }

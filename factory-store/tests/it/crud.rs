@@ -130,6 +130,7 @@ async fn task_round_trips_every_field_and_survives_reopen() {
                 rounds_base: Some(1),
                 verified_commit: Some(Some("def456".into())),
                 conflict_rounds: Some(1),
+                round_start: Some(Some("0123abc".into())),
                 conflict_files: Some(vec!["src/a.rs".into(), "naïve \"quoted\".txt".into()]),
             },
         )
@@ -144,6 +145,7 @@ async fn task_round_trips_every_field_and_survives_reopen() {
     assert_eq!(changed.rounds_used(), 1);
     assert_eq!(changed.verified_commit.as_deref(), Some("def456"));
     assert_eq!(changed.conflict_rounds, 1);
+    assert_eq!(changed.round_start.as_deref(), Some("0123abc"));
     assert_eq!(
         changed.conflict_files,
         vec!["src/a.rs".to_owned(), "naïve \"quoted\".txt".to_owned()]
