@@ -231,9 +231,9 @@ async fn probe(options: &ProcessOptions) -> Result<SandboxReport, SandboxError> 
         .filter(|a| a.supervisor == PROBE_MAGIC)
         .ok_or_else(|| {
             SandboxError::Supervisor(format!(
-                "{program} {} did not answer as Factory's supervisor (exit {:?}: {}); a program that runs commands through factory-agents must call factory_agents::supervise::run_if_requested() first in main, or name a supervisor binary such as factory-supervise",
+                "{program} {} did not answer as Factory's supervisor ({}: {}); a program that runs commands through factory-agents must call factory_agents::supervise::run_if_requested() first in main, or name a supervisor binary such as factory-supervise",
                 supervisor.leading_args().iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
-                output.status.code(),
+                output.status,
                 String::from_utf8_lossy(&output.stderr).trim()
             ))
         })?;

@@ -16,10 +16,12 @@
 //!   before anything is committed or rebased there.
 
 mod cli;
+mod head_lock;
 mod health;
 mod merge;
 mod read;
 mod repo;
+mod stale_locks;
 mod worktree;
 
 pub use repo::{GitRepo, discover_root};

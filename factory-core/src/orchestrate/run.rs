@@ -437,13 +437,39 @@ impl Factory {
     }
 
     /// Makes stored agent states true before anything runs: this run holds the lease, so no
-    /// agent of an earlier, interrupted run is still busy.
+    /// agent of an earlier, interrupted run is still busy. Clears the git locks an interrupted
+    /// run left in the worktrees of unfinished tasks, the merge worktree and the user's checkout.
     async fn reconcile_on_start(&self) -> Result<(), OrchestrateError> {
         for agent in self.store_ref().list_agents().await? {
             if agent.state == AgentState::Busy {
                 self.set_agent(&agent.id, agent.role, agent.task_id, AgentState::Idle)
                     .await?;
             }
+        }
+        let unfinished: Vec<Task> = self
+            .store_ref()
+            .list_tasks(None)
+            .await?
+            .into_iter()
+            .filter(|t| !t.state.is_terminal())
+            .collect();
+        let mut worktrees: Vec<std::path::PathBuf> = unfinished
+            .iter()
+            .map(|t| self.layout().task_worktree(&t.spec_id))
+            .collect();
+        worktrees.push(self.layout().merge_worktree());
+        let branches: Vec<String> = unfinished
+            .iter()
+            .map(|t| t.branch.clone().unwrap_or_else(|| t.spec_id.branch()))
+            .collect();
+        for lock in self
+            .inner
+            .ports
+            .vcs
+            .clear_stale_locks(&self.config().git.main_branch, &worktrees, &branches)
+            .await?
+        {
+            tracing::warn!(path = %lock.display(), "removed a lock file an interrupted run left behind");
         }
         Ok(())
     }

@@ -148,7 +148,7 @@ pub enum VcsError {
     )]
     MissingBranch(String),
     /// A git command failed.
-    #[error("`git {command}` failed (exit {code:?}): {stderr}")]
+    #[error("`git {command}` failed ({}): {stderr}", exit_text(*.code))]
     Git {
         /// The arguments, joined.
         command: String,
@@ -180,6 +180,14 @@ pub enum VcsError {
     },
 }
 
+/// How a process ended, for people: "exit code 128", or "killed by a signal".
+fn exit_text(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exit code {code}"),
+        None => "killed by a signal".to_owned(),
+    }
+}
+
 /// The repository. Reads may use a git library; writes go through the git CLI. Invariants: no
 /// method modifies the user's working tree, index or uncommitted files (merges happen in a
 /// dedicated worktree and only fast-forward the user's checkout when that touches none of their
@@ -202,6 +210,22 @@ pub trait Vcs: Send + Sync {
 
     /// Every worktree of the repository, the main checkout first.
     async fn list_worktrees(&self) -> Result<Vec<PathBuf>, VcsError>;
+
+    /// Removes the lock files an interrupted git command left (a crash, a signal in git's first
+    /// instants) in Factory's own `worktrees` and on their `branches`, once no process runs in
+    /// those worktrees any more; git refuses to work where a lock is left. Also clears the
+    /// `HEAD.lock` a killed Factory left in the user's checkout while moving it to a merge into
+    /// `main`, putting the checkout back where `main` is. Called by a run, which holds the run
+    /// lease, before it touches any of them. Returns the files removed.
+    async fn clear_stale_locks(
+        &self,
+        main: &str,
+        worktrees: &[PathBuf],
+        branches: &[String],
+    ) -> Result<Vec<PathBuf>, VcsError> {
+        let _ = (main, worktrees, branches);
+        Ok(Vec::new())
+    }
 
     /// What, if anything, is wrong with the task worktree at `path` that should be on `branch`;
     /// `None` when it is healthy. The checks [`commit_all`](Vcs::commit_all) and
