@@ -8,6 +8,7 @@ mod containment;
 mod demo;
 mod fixture;
 mod qa_loop;
+mod queue_props;
 mod resume;
 mod safety;
 mod trust;
