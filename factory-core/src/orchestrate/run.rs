@@ -310,6 +310,7 @@ impl Factory {
         let mut running = Running::default();
         let mut merged = Vec::new();
         let mut first_error = None;
+        let mut signalled = std::collections::HashSet::new();
 
         while !stop.is_stopped() && first_error.is_none() {
             let (scope, cancelled) = self.runnable_scope().await?;
@@ -390,7 +391,7 @@ impl Factory {
                     }
                 }
                 Err(e) => {
-                    if let Err(fatal) = self.job_failed(id, e).await {
+                    if let Err(fatal) = self.job_failed(id, e, &mut signalled).await {
                         first_error = Some(fatal);
                     }
                 }
@@ -416,11 +417,14 @@ impl Factory {
 
     /// A job ended with an error. A task cancelled meanwhile explains it (its writes were
     /// refused); a task-local failure blocks that task and the run goes on; anything else ends
-    /// the run.
+    /// the run. A git command killed by a signal (Ctrl-C reaching it as it started, with the
+    /// stop not yet seen) leaves the task as it was, to run the step again, once per task and
+    /// run (`signalled`).
     async fn job_failed(
         &self,
         id: TaskId,
         error: OrchestrateError,
+        signalled: &mut std::collections::HashSet<TaskId>,
     ) -> Result<(), OrchestrateError> {
         let task = self.store_ref().task(id).await?;
         if task.state == TaskState::Cancelled {
@@ -428,6 +432,14 @@ impl Factory {
         }
         if !error.is_task_local() {
             return Err(error);
+        }
+        if matches!(
+            error,
+            OrchestrateError::Vcs(VcsError::Git { code: None, .. })
+        ) && signalled.insert(id)
+        {
+            tracing::warn!(spec = %task.spec_id, %error, "a git command was killed by a signal; the step runs again");
+            return Ok(());
         }
         tracing::warn!(spec = %task.spec_id, %error, "task failed; blocking it");
         if task.state.is_active() {
