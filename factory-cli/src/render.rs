@@ -746,7 +746,7 @@ pub fn run_outcome(end: &RunEnd, wait: Option<bool>) -> ExitCode {
         );
     } else if report.blocked.is_empty() && !report.waiting.is_empty() && wait != Some(true) {
         eprintln!(
-            "error: merges wait on your uncommitted changes in the files above; commit or stash them and run `factory run` again (or `factory run --wait` to keep waiting)"
+            "error: merges are waiting, for the reasons above (your uncommitted changes, or a git command or lock in the way); once they are resolved, run `factory run` again (or `factory run --wait` to keep waiting)"
         );
     } else {
         eprintln!(

@@ -175,7 +175,17 @@ impl GitCli {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
-                .kill_on_drop(true);
+                // A git command runs to its end even when its caller stops waiting (a stopped
+                // run drops its jobs mid-step): killed, git leaves its lock files (`index.lock`,
+                // `packed-refs.lock`, …) and half-done operations behind, and every later git
+                // command there fails. Git commands are short; the run's next step, or the next
+                // run, finds what it finished.
+                .kill_on_drop(false);
+            // In a process group of its own, so that Ctrl-C in the terminal, which the terminal
+            // sends to its whole foreground group, stops Factory (at its next step) but not the
+            // git command it is waiting for: killed, it would fail the task's step.
+            #[cfg(unix)]
+            cmd.process_group(0);
             for var in CLEARED_ENV {
                 cmd.env_remove(var);
             }

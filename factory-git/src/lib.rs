@@ -18,11 +18,13 @@
 mod cleanup;
 mod cli;
 mod conflict;
+mod head_lock;
 mod health;
 mod merge;
 mod preview;
 mod read;
 mod repo;
+mod stale_locks;
 mod worktree;
 
 pub use repo::{GitRepo, discover_root};

@@ -25,13 +25,14 @@
 //!    Unlike `git merge --ff-only` in the user's checkout, nothing here follows `HEAD` to
 //!    whatever branch the user just switched to.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use factory_core::ports::{CommitId, MergeOutcome, VcsError};
 use gix::ObjectId;
 use tracing::Instrument;
 
 use crate::cli::Checkout;
+use crate::head_lock::{Abandoned, HeadLock};
 use crate::read::{self, read_err, with_repo};
 use crate::repo::GitRepo;
 use crate::worktree::{normalize, same_path};
@@ -176,29 +177,14 @@ impl GitRepo {
         }
         let mut locks = Vec::new();
         for at in &checkouts {
-            match HeadLock::acquire_soon(&at.git_dir).await {
+            match self.lock_head(at, into, old, merged).await? {
                 Ok(lock) => locks.push(lock),
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Ok(MergeOutcome::Waiting {
-                        reason: format!(
-                            "merging into `{into}` is waiting: a git command is running in {} ({} exists); run again once it has finished, or remove that file if no git command is running",
-                            at.work_tree.display(),
-                            at.git_dir.join("HEAD.lock").display()
-                        ),
-                        files: Vec::new(),
-                    });
-                }
-                Err(source) => {
-                    return Err(VcsError::Io {
-                        context: format!("locking {}", at.git_dir.join("HEAD").display()),
-                        source,
-                    });
-                }
+                Err(waiting) => return Ok(waiting),
             }
         }
         // From here until the locks drop, no git command can change these checkouts' HEADs.
         let mut holder = None;
-        for at in &checkouts {
+        for (i, at) in checkouts.iter().enumerate() {
             let head = std::fs::read_to_string(at.git_dir.join("HEAD")).unwrap_or_default();
             let head_on_into =
                 head.trim().strip_prefix("ref:").map(str::trim) == Some(into_ref.as_str());
@@ -212,13 +198,15 @@ impl GitRepo {
                 });
             }
             if head_on_into {
-                holder = Some(at.clone());
+                holder = Some(i);
             }
         }
 
-        let Some(checkout) = holder else {
+        let Some(holder) = holder else {
             return self.swap_branch(branch, into, old, merged).await;
         };
+        let checkout = checkouts[holder].clone();
+        let lock = &mut locks[holder];
         // Nothing can commit through this checkout's HEAD now, but `into` may already have moved
         // (a commit made before the lock, a fetch into it): then leave the checkout alone.
         let into_owned = into.to_owned();
@@ -234,6 +222,10 @@ impl GitRepo {
         }
         let (old_hex, merged_hex) = (old.to_string(), merged.to_string());
         let read_tree = ["read-tree", "-m", "-u", &old_hex, &merged_hex];
+        // From here the checkout may be on the merge while `into` is not: should this step be
+        // cut short, the lock stays as the record the next merge puts the checkout back by.
+        // Git commands are never stopped half-way (see `GitCli::run`).
+        lock.arm();
         let mut out = self.git.run(&checkout, read_tree).await?;
         if !out.success() {
             // Perhaps only stale stat information in the index (a file touched but unchanged),
@@ -246,6 +238,7 @@ impl GitRepo {
             out = self.git.run(&checkout, read_tree).await?;
         }
         if !out.success() {
+            lock.disarm();
             // read-tree checks every path before writing any: the checkout is as it was.
             if let Some(waiting) = self.checkout_in_the_way(into, &checkout, old, merged).await {
                 return Ok(waiting);
@@ -270,7 +263,52 @@ impl GitRepo {
                 tracing::warn!(stderr = %back.stderr, "could not put the checkout back after losing the compare-and-swap");
             }
         }
+        lock.disarm();
         outcome
+    }
+
+    /// `HEAD.lock` of `at`, for moving it from `old` to `merged`; or, while someone else holds
+    /// it, the `Waiting` outcome. A lock an interrupted Factory run left is cleared first.
+    async fn lock_head(
+        &self,
+        at: &Checkout,
+        into: &str,
+        old: ObjectId,
+        merged: ObjectId,
+    ) -> Result<Result<HeadLock, MergeOutcome>, VcsError> {
+        let mut acquired = HeadLock::acquire_soon(&at.git_dir, old, merged).await;
+        if acquired
+            .as_ref()
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::AlreadyExists)
+        {
+            match self.clear_abandoned_head_lock(at, into).await? {
+                Abandoned::Cleared => acquired = HeadLock::acquire(&at.git_dir, old, merged),
+                Abandoned::Held => {}
+                Abandoned::NotYet(why) => {
+                    return Ok(Err(MergeOutcome::Waiting {
+                        reason: format!("merging into `{into}` is waiting: {why}"),
+                        files: Vec::new(),
+                    }));
+                }
+            }
+        }
+        match acquired {
+            Ok(lock) => Ok(Ok(lock)),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok(Err(MergeOutcome::Waiting {
+                    reason: format!(
+                        "merging into `{into}` is waiting: a git command is running in {} ({} exists); run again once it has finished, or remove that file if no git command is running",
+                        at.work_tree.display(),
+                        at.git_dir.join("HEAD.lock").display()
+                    ),
+                    files: Vec::new(),
+                }))
+            }
+            Err(source) => Err(VcsError::Io {
+                context: format!("locking {}", at.git_dir.join("HEAD").display()),
+                source,
+            }),
+        }
     }
 
     /// Compare-and-swap of `refs/heads/<into>` from `old` to `merged`, in-process: git's
@@ -570,52 +608,6 @@ impl GitRepo {
             ),
             source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
         })
-    }
-}
-
-/// Git's own lock on a checkout's `HEAD` (`<git dir>/HEAD.lock`), held by Factory while it moves
-/// that checkout: every git command that switches branches, detaches or commits there takes the
-/// same lock, so none can run meanwhile. Removed on drop.
-struct HeadLock {
-    path: PathBuf,
-}
-
-impl HeadLock {
-    /// Creates the lock file; fails with `AlreadyExists` when a git command holds it.
-    fn acquire(git_dir: &Path) -> std::io::Result<HeadLock> {
-        let path = git_dir.join("HEAD.lock");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok(HeadLock { path })
-    }
-
-    /// [`acquire`](HeadLock::acquire), retried for up to about a second while another git
-    /// command holds the lock: the user's commands hold it for milliseconds, and waiting that
-    /// long is cheaper than a merge retry.
-    async fn acquire_soon(git_dir: &Path) -> std::io::Result<HeadLock> {
-        const ATTEMPTS: u32 = 20;
-        let mut attempt = 1;
-        loop {
-            match HeadLock::acquire(git_dir) {
-                Err(err)
-                    if err.kind() == std::io::ErrorKind::AlreadyExists && attempt < ATTEMPTS =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                result => return result,
-            }
-        }
-    }
-}
-
-impl Drop for HeadLock {
-    fn drop(&mut self) {
-        if let Err(err) = std::fs::remove_file(&self.path) {
-            tracing::warn!(path = %self.path.display(), %err, "could not remove HEAD.lock");
-        }
     }
 }
 

@@ -502,6 +502,15 @@ impl Vcs for GitRepo {
             .collect())
     }
 
+    async fn clear_stale_locks(
+        &self,
+        main: &str,
+        worktrees: &[PathBuf],
+        branches: &[String],
+    ) -> Result<Vec<PathBuf>, VcsError> {
+        self.clear_stale_locks_in(main, worktrees, branches).await
+    }
+
     async fn worktree_damage(
         &self,
         path: &Path,

@@ -12,6 +12,7 @@ mod gc;
 mod leftovers;
 mod limits;
 mod qa_loop;
+mod queue_props;
 mod resume;
 mod safety;
 mod trust;

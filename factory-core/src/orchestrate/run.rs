@@ -311,6 +311,7 @@ impl Factory {
         let mut running = Running::default();
         let mut merged = Vec::new();
         let mut first_error = None;
+        let mut signalled = std::collections::HashSet::new();
 
         while !stop.is_stopped() && first_error.is_none() {
             let (scope, cancelled) = self.runnable_scope().await?;
@@ -391,7 +392,7 @@ impl Factory {
                     }
                 }
                 Err(e) => {
-                    if let Err(fatal) = self.job_failed(id, e).await {
+                    if let Err(fatal) = self.job_failed(id, e, &mut signalled).await {
                         first_error = Some(fatal);
                     }
                 }
@@ -417,11 +418,14 @@ impl Factory {
 
     /// A job ended with an error. A task cancelled meanwhile explains it (its writes were
     /// refused); a task-local failure blocks that task and the run goes on; anything else ends
-    /// the run.
+    /// the run. A git command killed by a signal (Ctrl-C reaching it as it started, with the
+    /// stop not yet seen) leaves the task as it was, to run the step again, once per task and
+    /// run (`signalled`).
     async fn job_failed(
         &self,
         id: TaskId,
         error: OrchestrateError,
+        signalled: &mut std::collections::HashSet<TaskId>,
     ) -> Result<(), OrchestrateError> {
         let task = self.store_ref().task(id).await?;
         if task.state == TaskState::Cancelled {
@@ -429,6 +433,14 @@ impl Factory {
         }
         if !error.is_task_local() {
             return Err(error);
+        }
+        if matches!(
+            error,
+            OrchestrateError::Vcs(VcsError::Git { code: None, .. })
+        ) && signalled.insert(id)
+        {
+            tracing::warn!(spec = %task.spec_id, %error, "a git command was killed by a signal; the step runs again");
+            return Ok(());
         }
         tracing::warn!(spec = %task.spec_id, %error, "task failed; blocking it");
         if task.state.is_active() {
@@ -438,13 +450,39 @@ impl Factory {
     }
 
     /// Makes stored agent states true before anything runs: this run holds the lease, so no
-    /// agent of an earlier, interrupted run is still busy.
+    /// agent of an earlier, interrupted run is still busy. Clears the git locks an interrupted
+    /// run left in the worktrees of unfinished tasks, the merge worktree and the user's checkout.
     async fn reconcile_on_start(&self) -> Result<(), OrchestrateError> {
         for agent in self.store_ref().list_agents().await? {
             if agent.state == AgentState::Busy {
                 self.set_agent(&agent.id, agent.role, agent.task_id, AgentState::Idle)
                     .await?;
             }
+        }
+        let unfinished: Vec<Task> = self
+            .store_ref()
+            .list_tasks(None)
+            .await?
+            .into_iter()
+            .filter(|t| !t.state.is_terminal())
+            .collect();
+        let mut worktrees: Vec<std::path::PathBuf> = unfinished
+            .iter()
+            .map(|t| self.layout().task_worktree(&t.spec_id))
+            .collect();
+        worktrees.push(self.layout().merge_worktree());
+        let branches: Vec<String> = unfinished
+            .iter()
+            .map(|t| t.branch.clone().unwrap_or_else(|| t.spec_id.branch()))
+            .collect();
+        for lock in self
+            .inner
+            .ports
+            .vcs
+            .clear_stale_locks(&self.config().git.main_branch, &worktrees, &branches)
+            .await?
+        {
+            tracing::warn!(path = %lock.display(), "removed a lock file an interrupted run left behind");
         }
         Ok(())
     }

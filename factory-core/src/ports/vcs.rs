@@ -300,6 +300,19 @@ pub trait Vcs: Send + Sync {
     /// Every worktree of the repository, the main checkout first.
     async fn list_worktrees(&self) -> Result<Vec<PathBuf>, VcsError>;
 
+    /// Removes the lock files an interrupted git command left (a crash, a signal in git's first
+    /// instants) in Factory's own `worktrees` and on their `branches`, once no process runs in
+    /// those worktrees any more; git refuses to work where a lock is left. Also clears the
+    /// `HEAD.lock` a killed Factory left in the user's checkout while moving it to a merge into
+    /// `main`, putting the checkout back where `main` is. Called by a run, which holds the run
+    /// lease, before it touches any of them. Returns the files removed.
+    async fn clear_stale_locks(
+        &self,
+        main: &str,
+        worktrees: &[PathBuf],
+        branches: &[String],
+    ) -> Result<Vec<PathBuf>, VcsError>;
+
     /// What, if anything, is wrong with the task worktree at `path` that should be on `branch`;
     /// `None` when it is healthy. The checks [`commit_all`](Vcs::commit_all) and
     /// [`update_branch`](Vcs::update_branch) make before touching it.
