@@ -14,8 +14,8 @@ use crate::cli::Checkout;
 use crate::read::{self, with_repo};
 use crate::repo::{GitRepo, short_branch};
 
-/// A diff without what a rebase changes though the change is the same: blob ids (`index`
-/// lines) and line numbers (hunk headers).
+/// A diff (without context lines) without what a rebase changes though the change is the same:
+/// blob ids (`index` lines) and line numbers (hunk headers).
 fn normalized_diff(diff: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(diff.len());
     for line in diff.split(|b| *b == b'\n') {
@@ -122,6 +122,7 @@ impl GitRepo {
                             "--no-ext-diff",
                             "--no-color",
                             "--no-renames",
+                            "--unified=0",
                             &range,
                         ],
                     )

@@ -20,6 +20,9 @@ use super::scheduler::{self, Limits, Running, Step, Then};
 use super::stop::{StopHandle, StopSignal, stop_signal};
 use super::{EventFeed, Factory, JobEnd, OrchestrateError};
 
+/// How soon a merge waiting within its grace is tried again.
+const GRACE_RETRY: Duration = Duration::from_millis(400);
+
 /// How a run behaves; the defaults suit an interactive `factory run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -383,9 +386,19 @@ impl Factory {
             }
             match result {
                 Ok(JobEnd::MergeWaiting) => {
-                    running.retry_merge_at.insert(id, Instant::now() + retry);
+                    let waits = running.merge_waits.entry(id).or_insert(0);
+                    *waits += 1;
+                    // Within the grace, try again soon: the cause may be a git command of the
+                    // user's that holds a lock for a moment.
+                    let delay = if *waits < scheduler::MERGE_WAIT_GRACE {
+                        GRACE_RETRY.min(retry)
+                    } else {
+                        retry
+                    };
+                    running.retry_merge_at.insert(id, Instant::now() + delay);
                 }
                 Ok(JobEnd::Done) => {
+                    running.merge_waits.remove(&id);
                     let task = self.store_ref().task(id).await?;
                     if let (TaskState::Completed, Some(commit)) = (task.state, &task.merge_commit) {
                         merged.push((task.spec_id.clone(), commit.clone()));

@@ -16,7 +16,13 @@ pub(crate) struct Running {
     pub merging: Option<TaskId>,
     /// Merges that wait on the user's checkout, and when to try each again.
     pub retry_merge_at: BTreeMap<TaskId, Instant>,
+    /// How many times in a row each of those merges has waited.
+    pub merge_waits: BTreeMap<TaskId, u32>,
 }
+
+/// Times in a row a merge may wait before, without `--wait`, the run ends and reports it: a git
+/// command of the user's holding a lock for a moment must not end the run.
+pub(crate) const MERGE_WAIT_GRACE: u32 = 3;
 
 /// One thing to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,13 +118,18 @@ pub(crate) fn schedule(
     let then = if busy {
         Then::AwaitJob
     } else {
-        let waiting = tasks.iter().filter(|t| t.state == TaskState::Merging);
+        // Without `--wait`, only merges still within their grace are tried again.
+        let waiting = tasks.iter().filter(|t| {
+            t.state == TaskState::Merging
+                && (limits.wait_for_checkout
+                    || running.merge_waits.get(&t.id).copied().unwrap_or(0) < MERGE_WAIT_GRACE)
+        });
         match waiting
             .filter_map(|t| running.retry_merge_at.get(&t.id))
             .min()
         {
-            Some(at) if limits.wait_for_checkout => Then::RetryAt(*at),
-            _ => Then::Finish,
+            Some(at) => Then::RetryAt(*at),
+            None => Then::Finish,
         }
     };
     Schedule { steps, then }
@@ -255,8 +266,19 @@ mod tests {
         let now = Instant::now();
         let later = now + Duration::from_secs(5);
         let tasks = [task(1, Merging, &[]), task(2, Completed, &[])];
+        // Within its grace (a lock held for a moment), a waiting merge is tried again.
+        let fresh = Running {
+            retry_merge_at: [(TaskId(1), later)].into(),
+            merge_waits: [(TaskId(1), MERGE_WAIT_GRACE - 1)].into(),
+            ..Running::default()
+        };
+        let s = schedule(&tasks, &fresh, LIMITS, now);
+        assert!(s.steps.is_empty());
+        assert_eq!(s.then, Then::RetryAt(later));
+        // Past it, the run ends and reports it.
         let running = Running {
             retry_merge_at: [(TaskId(1), later)].into(),
+            merge_waits: [(TaskId(1), MERGE_WAIT_GRACE)].into(),
             ..Running::default()
         };
         let s = schedule(&tasks, &running, LIMITS, now);

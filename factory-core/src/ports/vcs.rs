@@ -394,7 +394,8 @@ pub trait Vcs: Send + Sync {
     ) -> Result<Vec<OversizedFile>, VcsError>;
 
     /// Whether `a` and `b` make the same change since each forked from `base` (`git diff
-    /// base...a` and `git diff base...b` equal but for line numbers and blob ids): how a branch
+    /// base...a` and `git diff base...b` add and remove the same lines of the same files, at
+    /// whatever line numbers, whatever the lines around them): how a branch
     /// rebased by an interrupted merge step is told from one moved some other way.
     async fn same_change(&self, base: &str, a: &str, b: &str) -> Result<bool, VcsError>;
 
