@@ -121,6 +121,28 @@ impl Marker {
     }
 }
 
+/// Markers `HEAD.lock.factory-<pid>-<token>` in `git_dir` staged by a Factory process that is
+/// gone (killed between staging its marker and linking it into place).
+pub(crate) fn orphaned_markers(git_dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(git_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid: u32 = name
+                .strip_prefix("HEAD.lock.factory-")?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()?;
+            let alive = pid == std::process::id() || start_time(pid).is_some();
+            (!alive).then(|| entry.path())
+        })
+        .collect()
+}
+
 /// When process `pid` started (field 22 of `/proc/<pid>/stat`), where `/proc` tells.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -136,19 +158,8 @@ impl HeadLock {
         old: ObjectId,
         merged: ObjectId,
     ) -> std::io::Result<HeadLock> {
-        use std::io::Write;
         let path = git_dir.join("HEAD.lock");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-        held(|tokens| tokens.insert(token));
-        let lock = HeadLock {
-            path,
-            token,
-            armed: false,
-        };
         let marker = Marker {
             pid: std::process::id(),
             start: start_time(std::process::id()),
@@ -156,8 +167,20 @@ impl HeadLock {
             old,
             merged,
         };
-        file.write_all(marker.render().as_bytes())?;
-        Ok(lock)
+        // The lock appears with its marker already in it (written aside, then hard-linked into
+        // place, which fails if the lock exists): a Factory killed at any instant never leaves
+        // an empty `HEAD.lock` that nobody could tell from a running git command's.
+        let staged = git_dir.join(format!("HEAD.lock.factory-{}-{token}", marker.pid));
+        std::fs::write(&staged, marker.render())?;
+        let linked = std::fs::hard_link(&staged, &path);
+        let _ = std::fs::remove_file(&staged);
+        linked?;
+        held(|tokens| tokens.insert(token));
+        Ok(HeadLock {
+            path,
+            token,
+            armed: false,
+        })
     }
 
     /// [`acquire`](HeadLock::acquire), retried for up to about a second while another git

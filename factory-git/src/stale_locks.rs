@@ -38,6 +38,10 @@ impl GitRepo {
         if let Abandoned::Cleared = self.clear_abandoned_head_lock(&checkout, main).await? {
             removed.push(checkout.git_dir.join("HEAD.lock"));
         }
+        // A marker a killed Factory staged but never linked into place as `HEAD.lock`.
+        for staged in crate::head_lock::orphaned_markers(&checkout.git_dir) {
+            remove(&staged, &mut removed)?;
+        }
         for worktree in worktrees {
             let worktree = normalize(worktree);
             let Some(admin) = admin_dir_of(&self.common_dir, &worktree) else {
