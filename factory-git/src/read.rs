@@ -1,5 +1,9 @@
-//! Reads through gix. gix is synchronous and caches refs per handle, so every read opens a fresh
-//! handle on a blocking thread: refs move underneath us (our own CLI writes, the user's commits).
+//! Reads through gix, off the async threads (gix is synchronous). Refs move underneath us (our
+//! own CLI writes, the user's commits), so no read trusts a cached view of them: reads of refs
+//! and objects go through the handle [`MainRepo`] keeps open (which re-reads `packed-refs`
+//! before each; loose refs and objects are always read from disk), and reads of an index or a
+//! work tree (status, directory walks), whose snapshots gix caches by modification time, open a
+//! fresh handle ([`with_repo`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,105 @@ where
     VcsError::Read(Box::new(err))
 }
 
+/// A read (or write of refs and objects) for [`MainRepo`]'s thread, given the handle slot.
+type Job = Box<dyn FnOnce(&mut Option<gix::Repository>) + Send>;
+
+/// The main repository kept open on a thread of its own, which runs reads of refs and objects
+/// on it one at a time: opening a repository (its configuration files, ownership checks,
+/// `commondir`, alternates) costs more than most reads. Dropping this ends the thread.
+#[derive(Debug)]
+pub(crate) struct MainRepo {
+    root: PathBuf,
+    jobs: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+}
+
+impl MainRepo {
+    /// A handle on the repository at `root`, opened on first use.
+    pub(crate) fn new(root: PathBuf) -> MainRepo {
+        MainRepo {
+            root,
+            jobs: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on the open handle, after re-reading `packed-refs`: what `f` sees of refs and
+    /// objects is the repository as it is now, as with a fresh handle. Not for an index or a
+    /// work tree: see [`with_repo`].
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, VcsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&gix::Repository) -> Result<T, VcsError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let root = self.root.clone();
+        let job: Job = Box::new(move |slot: &mut Option<gix::Repository>| {
+            let _ = tx.send(run_on(slot, &root, f));
+        });
+        self.submit(job)?;
+        rx.await.map_err(read_err)?
+    }
+
+    /// Hands `job` to the thread, starting it if it is not running.
+    fn submit(&self, job: Job) -> Result<(), VcsError> {
+        let mut jobs = self
+            .jobs
+            .lock()
+            .map_err(|_| VcsError::Read("the repository reader's lock is poisoned".into()))?;
+        let job = match jobs.as_ref() {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return Ok(()),
+                // The thread is gone (it panicked): start another.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("factory-git-read".into())
+            .spawn(move || {
+                let mut slot = None;
+                while let Ok(job) = rx.recv() {
+                    job(&mut slot);
+                }
+            })
+            .map_err(|source| VcsError::Io {
+                context: "starting the repository reader thread".into(),
+                source,
+            })?;
+        tx.send(job)
+            .map_err(|_| VcsError::Read("the repository reader thread ended".into()))?;
+        *jobs = Some(tx);
+        Ok(())
+    }
+}
+
+/// Opens the handle in `slot` if needed, refreshes its view of `packed-refs`, and runs `f`.
+fn run_on<T>(
+    slot: &mut Option<gix::Repository>,
+    root: &Path,
+    f: impl FnOnce(&gix::Repository) -> Result<T, VcsError>,
+) -> Result<T, VcsError> {
+    let repo = match slot {
+        Some(repo) => repo,
+        None => slot.insert(open(root)?),
+    };
+    if let Err(err) = repo.refs.force_refresh_packed_buffer() {
+        // Fails when there is no packed-refs file (lookups then find none), or it is unreadable.
+        if std::fs::symlink_metadata(repo.refs.packed_refs_path()).is_ok() {
+            return Err(read_err(err));
+        }
+    }
+    f(repo)
+}
+
+/// A fresh gix handle for the repository or worktree at `path`.
+fn open(path: &Path) -> Result<gix::Repository, VcsError> {
+    gix::open(path).map_err(|err| match std::fs::metadata(path) {
+        Ok(_) => read_err(err),
+        Err(_) => VcsError::NotARepository(path.to_owned()),
+    })
+}
+
 /// Runs `f` on a fresh gix handle for the repository or worktree at `path`, on a blocking thread.
 pub(crate) async fn with_repo<T, F>(path: &Path, f: F) -> Result<T, VcsError>
 where
@@ -22,15 +125,9 @@ where
     F: FnOnce(&gix::Repository) -> Result<T, VcsError> + Send + 'static,
 {
     let path: PathBuf = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let repo = gix::open(&path).map_err(|err| match std::fs::metadata(&path) {
-            Ok(_) => read_err(err),
-            Err(_) => VcsError::NotARepository(path.clone()),
-        })?;
-        f(&repo)
-    })
-    .await
-    .map_err(read_err)?
+    tokio::task::spawn_blocking(move || f(&open(&path)?))
+        .await
+        .map_err(read_err)?
 }
 
 /// The full ref name for a branch given as `name` or as `refs/heads/name`.
