@@ -124,6 +124,18 @@ fn factory_side(root: &Path) -> ExitCode {
         assert!(report.all_merged(), "{report:?}");
         report.merged.len()
     });
+    if std::env::var_os("FACTORY_BENCH_DEBUG").is_some() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        for line in status.lines().filter(|l| {
+            [
+                "VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem", "Threads", "VmData",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        }) {
+            eprintln!("{line}");
+        }
+    }
     drop(rt);
     let own = own_cpu();
     println!(

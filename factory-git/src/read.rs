@@ -19,6 +19,9 @@ where
     VcsError::Read(Box::new(err))
 }
 
+/// The size of [`MainRepo`]'s object cache.
+const OBJECT_CACHE_BYTES: usize = 1024 * 1024;
+
 /// A read (or write of refs and objects) for [`MainRepo`]'s thread, given the handle slot.
 type Job = Box<dyn FnOnce(&mut Option<gix::Repository>) + Send>;
 
@@ -99,7 +102,13 @@ fn run_on<T>(
 ) -> Result<T, VcsError> {
     let repo = match slot {
         Some(repo) => repo,
-        None => slot.insert(open(root)?),
+        None => {
+            let mut repo = open(root)?;
+            // Objects never change, so a cache of them stays right however refs move: the
+            // commits near main's tip are read by several calls for every task.
+            repo.object_cache_size(OBJECT_CACHE_BYTES);
+            slot.insert(repo)
+        }
     };
     if let Err(err) = repo.refs.force_refresh_packed_buffer() {
         // Fails when there is no packed-refs file (lookups then find none), or it is unreadable.

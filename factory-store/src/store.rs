@@ -482,6 +482,29 @@ impl Store for SqliteStore {
         rows.iter().map(|row| codec::task(row, &deps)).collect()
     }
 
+    async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        // One read transaction: both queries see the same tasks, even if one completes meanwhile.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE state <> 'completed' ORDER BY spec_number"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let deps = sqlx::query(
+            "SELECT d.task_id, d.depends_on FROM task_deps d JOIN tasks t ON t.id = d.task_id \
+             WHERE t.state <> 'completed' ORDER BY d.task_id, d.position",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        let deps = codec::deps(&deps)?;
+        rows.iter().map(|row| codec::task(row, &deps)).collect()
+    }
+
     async fn update_task(
         &self,
         id: TaskId,

@@ -448,8 +448,9 @@ impl Factory {
         Ok(())
     }
 
-    /// Tasks of epics that are in progress (or blocked, so a retried task can run), and the ids
-    /// of cancelled tasks (whose jobs must stop).
+    /// Unfinished tasks of epics that are in progress (or blocked, so a retried task can run),
+    /// and the ids of cancelled tasks (whose jobs must stop). Completed tasks are left out: the
+    /// scheduler takes a dependency it does not see as completed.
     async fn runnable_scope(&self) -> Result<(Vec<Task>, Vec<TaskId>), OrchestrateError> {
         let open: std::collections::HashSet<EpicId> = self
             .store_ref()
@@ -459,7 +460,7 @@ impl Factory {
             .filter(|e| matches!(e.state, EpicState::InProgress | EpicState::Blocked))
             .map(|e| e.id)
             .collect();
-        let mut tasks = self.store_ref().list_tasks(None).await?;
+        let mut tasks = self.store_ref().list_unfinished_tasks().await?;
         let cancelled = tasks
             .iter()
             .filter(|t| t.state == TaskState::Cancelled || !open.contains(&t.epic_id))
