@@ -22,8 +22,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use factory_agents::{AgentScript, ScriptedAgent};
+use factory_core::orchestrate::RoleBackends;
+use factory_core::ports::SystemClock;
 use factory_workspace::{AgentSetup, InitOptions, Workspace};
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -112,12 +116,50 @@ fn factory_setup(tasks: usize) -> (tempfile::TempDir, PathBuf) {
     (tmp, root)
 }
 
-/// The Factory side, in the child process: `factory run` on `root`. Prints the number of merged
-/// tasks and this process's peak resident set.
-fn factory_side(root: &Path) -> ExitCode {
-    let rt = tokio::runtime::Runtime::new().unwrap();
+/// [`script`] as the scripted agent's value, built from JSON: the toml parser needs some 30 times
+/// the text's size while parsing (about 6 MiB for 500 tasks), which would stay in this
+/// process's heap and be counted as Factory's.
+fn agent_script(tasks: usize) -> AgentScript {
+    let keys = (1..=tasks).map(|i| format!("t{i}"));
+    let plan: Vec<_> = keys
+        .clone()
+        .zip(1..)
+        .map(|(key, i)| serde_json::json!({ "key": key, "title": format!("Task {i}") }))
+        .collect();
+    let per_task: serde_json::Map<String, serde_json::Value> = keys
+        .zip(1..)
+        .map(|(key, i)| {
+            let task = serde_json::json!({
+                "rounds": [{ "edits": [{ "path": format!("f{i}.txt"), "write": format!("{i}\n") }] }],
+                "reviews": [{ "verdict": "approve" }],
+            });
+            (key, task)
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "plan": { "reasoning": "bench", "tasks": plan },
+        "tasks": per_task,
+    }))
+    .unwrap()
+}
+
+/// The Factory side, in the child process: `factory run` on `root` (the repository opened as the
+/// CLI opens it; the scripted agent given through the library, see [`agent_script`]). Prints the
+/// number of merged tasks and this process's peak resident set.
+fn factory_side(root: &Path, tasks: usize) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = std::env::var("FACTORY_EXP_BLOCKING")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder.max_blocking_threads(n);
+    }
+    let rt = builder.build().unwrap();
     let merged = rt.block_on(async {
-        let ws = Workspace::open(root).await.unwrap();
+        let agent = ScriptedAgent::new(agent_script(tasks), Arc::new(SystemClock));
+        let agents = RoleBackends::same(Arc::new(agent));
+        let ws = Workspace::open_with_agents(root, agents).await.unwrap();
         ws.require_agents().unwrap();
         let run = ws.start_run(ws.run_options("bench")).await.unwrap();
         let report = run.wait().await.unwrap();
@@ -296,7 +338,7 @@ fn measure(mut cmd: Command) -> (Cost, String) {
 fn run_factory(tasks: usize, path: Option<&std::ffi::OsStr>) -> Cost {
     let (_tmp, root) = factory_setup(tasks);
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.arg("__factory").arg(&root);
+    cmd.arg("__factory").arg(&root).arg(tasks.to_string());
     if let Some(path) = path {
         cmd.env("PATH", path);
     }
@@ -488,7 +530,7 @@ fn main() -> ExitCode {
     let num =
         |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
-        Some("__factory") => return factory_side(Path::new(&args[1])),
+        Some("__factory") => return factory_side(Path::new(&args[1]), num(2, 20)),
         Some("cpu") => cpu(num(1, 20), num(2, 5)),
         Some("rss") => {
             let sizes: Vec<usize> = args
@@ -500,7 +542,7 @@ fn main() -> ExitCode {
         Some("count") => count(num(1, 20)),
         Some("setup") => {
             // For profiling one side by hand: `… setup 20` prints a prepared repository, then
-            // `strace -f -c <this program> __factory <repo>`.
+            // `strace -f -c <this program> __factory <repo> 20` (or `factory run` in it).
             let (tmp, root) = factory_setup(num(1, 20));
             let _ = tmp.keep();
             println!("{}", root.display());

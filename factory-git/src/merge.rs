@@ -36,7 +36,7 @@ use gix::ObjectId;
 use tracing::Instrument;
 
 use crate::cli::Checkout;
-use crate::read::{self, read_err, with_repo};
+use crate::read::{self, read_err};
 use crate::repo::GitRepo;
 use crate::worktree::{normalize, same_path};
 
@@ -148,7 +148,10 @@ impl GitRepo {
                 _ => Err(out.into_error()),
             };
         }
-        let merged = with_repo(&worktree.work_tree, read::head_commit).await?;
+        let merged = self
+            .files
+            .with_repo(&worktree.work_tree, read::head_commit)
+            .await?;
         tracing::debug!(%merged, "merge commit made");
         self.land(branch, into, old, merged).await
     }
@@ -413,7 +416,7 @@ impl GitRepo {
         let changes = self
             .read_main(move |repo| read::changed_files(repo, old, merged))
             .await?;
-        let dirty = with_repo(checkout, read::dirty_paths).await?;
+        let dirty = self.files.with_repo(checkout, read::dirty_paths).await?;
         let mut blockers: Vec<String> = dirty
             .iter()
             .filter(|path| changes.iter().any(|change| overlaps(path, &change.path)))
@@ -522,26 +525,26 @@ impl GitRepo {
             return Ok(MergeWorktree::Unknown);
         }
         let common_dir = self.common_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            // Opening fails when the registration the `.git` file points to is gone.
-            let Ok(repo) = gix::open(&worktree) else {
-                return Ok(MergeWorktree::Unknown);
-            };
-            let ours = normalize(repo.common_dir()) == common_dir
-                && repo
-                    .workdir()
-                    .is_some_and(|workdir| same_path(workdir, &worktree));
-            if !ours {
-                return Ok(MergeWorktree::Unknown);
-            }
-            Ok(if read::is_pristine_checkout_of(&repo, at)? {
-                MergeWorktree::Pristine
-            } else {
-                MergeWorktree::Stale
+        self.files
+            .run(move || {
+                // Opening fails when the registration the `.git` file points to is gone.
+                let Ok(repo) = gix::open(&worktree) else {
+                    return Ok(MergeWorktree::Unknown);
+                };
+                let ours = normalize(repo.common_dir()) == common_dir
+                    && repo
+                        .workdir()
+                        .is_some_and(|workdir| same_path(workdir, &worktree));
+                if !ours {
+                    return Ok(MergeWorktree::Unknown);
+                }
+                Ok(if read::is_pristine_checkout_of(&repo, at)? {
+                    MergeWorktree::Pristine
+                } else {
+                    MergeWorktree::Stale
+                })
             })
-        })
-        .await
-        .map_err(read::read_err)?
+            .await
     }
 
     /// Puts the (registered) merge worktree back to a clean detached checkout of `at`, whatever

@@ -3,7 +3,7 @@
 //! and objects go through the handle [`MainRepo`] keeps open (which re-reads `packed-refs`
 //! before each; loose refs and objects are always read from disk), and reads of an index or a
 //! work tree (status, directory walks), whose snapshots gix caches by modification time, open a
-//! fresh handle ([`with_repo`]).
+//! fresh handle ([`Files::with_repo`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,16 +22,83 @@ where
 /// The size of [`MainRepo`]'s object cache.
 const OBJECT_CACHE_BYTES: usize = 1024 * 1024;
 
-/// A read (or write of refs and objects) for [`MainRepo`]'s thread, given the handle slot.
-type Job = Box<dyn FnOnce(&mut Option<gix::Repository>) + Send>;
+/// A job for a [`Reader`]'s thread, given the thread's state.
+type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
 
-/// The main repository kept open on a thread of its own, which runs reads of refs and objects
-/// on it one at a time: opening a repository (its configuration files, ownership checks,
-/// `commondir`, alternates) costs more than most reads. Dropping this ends the thread.
+/// A thread of factory-git's own that runs jobs one at a time: gix is synchronous, so its reads
+/// run off the async threads. One thread rather than the runtime's blocking pool keeps the
+/// state it holds (an open repository) and the memory its reads allocate in one place, instead
+/// of spreading them over every pool thread (and a malloc arena each). Started on first use,
+/// again if a job panicked; ends when this is dropped.
+#[derive(Debug)]
+pub(crate) struct Reader<S> {
+    name: &'static str,
+    jobs: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job<S>>>>,
+}
+
+impl<S: Default + 'static> Reader<S> {
+    /// A reader whose thread is called `name`.
+    pub(crate) fn new(name: &'static str) -> Reader<S> {
+        Reader {
+            name,
+            jobs: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on the thread, with its state, and returns what it returns.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, VcsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut S) -> Result<T, VcsError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Box::new(move |state: &mut S| {
+            let _ = tx.send(f(state));
+        }))?;
+        rx.await.map_err(read_err)?
+    }
+
+    /// Hands `job` to the thread, starting it if it is not running.
+    fn submit(&self, job: Job<S>) -> Result<(), VcsError> {
+        let mut jobs = self
+            .jobs
+            .lock()
+            .map_err(|_| VcsError::Read(format!("{}: lock poisoned", self.name).into()))?;
+        let job = match jobs.as_ref() {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return Ok(()),
+                // The thread is gone (a job panicked): start another.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Job<S>>();
+        std::thread::Builder::new()
+            .name(self.name.to_owned())
+            .spawn(move || {
+                let mut state = S::default();
+                while let Ok(job) = rx.recv() {
+                    job(&mut state);
+                }
+            })
+            .map_err(|source| VcsError::Io {
+                context: format!("starting the {} thread", self.name),
+                source,
+            })?;
+        tx.send(job)
+            .map_err(|_| VcsError::Read(format!("the {} thread ended", self.name).into()))?;
+        *jobs = Some(tx);
+        Ok(())
+    }
+}
+
+/// The main repository kept open on a [`Reader`] of its own, which runs reads of refs and
+/// objects on it: opening a repository (its configuration files, ownership checks, `commondir`,
+/// alternates) costs more than most reads.
 #[derive(Debug)]
 pub(crate) struct MainRepo {
     root: PathBuf,
-    jobs: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    reader: Reader<Option<gix::Repository>>,
 }
 
 impl MainRepo {
@@ -39,58 +106,20 @@ impl MainRepo {
     pub(crate) fn new(root: PathBuf) -> MainRepo {
         MainRepo {
             root,
-            jobs: std::sync::Mutex::new(None),
+            reader: Reader::new("factory-git-main"),
         }
     }
 
     /// Runs `f` on the open handle, after re-reading `packed-refs`: what `f` sees of refs and
     /// objects is the repository as it is now, as with a fresh handle. Not for an index or a
-    /// work tree: see [`with_repo`].
+    /// work tree: see [`Files::with_repo`].
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, VcsError>
     where
         T: Send + 'static,
         F: FnOnce(&gix::Repository) -> Result<T, VcsError> + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let root = self.root.clone();
-        let job: Job = Box::new(move |slot: &mut Option<gix::Repository>| {
-            let _ = tx.send(run_on(slot, &root, f));
-        });
-        self.submit(job)?;
-        rx.await.map_err(read_err)?
-    }
-
-    /// Hands `job` to the thread, starting it if it is not running.
-    fn submit(&self, job: Job) -> Result<(), VcsError> {
-        let mut jobs = self
-            .jobs
-            .lock()
-            .map_err(|_| VcsError::Read("the repository reader's lock is poisoned".into()))?;
-        let job = match jobs.as_ref() {
-            Some(tx) => match tx.send(job) {
-                Ok(()) => return Ok(()),
-                // The thread is gone (it panicked): start another.
-                Err(std::sync::mpsc::SendError(job)) => job,
-            },
-            None => job,
-        };
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("factory-git-read".into())
-            .spawn(move || {
-                let mut slot = None;
-                while let Ok(job) = rx.recv() {
-                    job(&mut slot);
-                }
-            })
-            .map_err(|source| VcsError::Io {
-                context: "starting the repository reader thread".into(),
-                source,
-            })?;
-        tx.send(job)
-            .map_err(|_| VcsError::Read("the repository reader thread ended".into()))?;
-        *jobs = Some(tx);
-        Ok(())
+        self.reader.run(move |slot| run_on(slot, &root, f)).await
     }
 }
 
@@ -119,6 +148,41 @@ fn run_on<T>(
     f(repo)
 }
 
+/// Reads of work trees, indexes and administrative files (status walks, worktree health, the
+/// worktree registry) on a [`Reader`] of their own, each on a fresh handle where one is needed.
+#[derive(Debug)]
+pub(crate) struct Files {
+    reader: Reader<()>,
+}
+
+impl Files {
+    /// The reader; its thread starts on first use.
+    pub(crate) fn new() -> Files {
+        Files {
+            reader: Reader::new("factory-git-files"),
+        }
+    }
+
+    /// Runs `f` on the thread.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, VcsError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, VcsError> + Send + 'static,
+    {
+        self.reader.run(move |()| f()).await
+    }
+
+    /// Runs `f` on a fresh gix handle for the repository or worktree at `path`, on the thread.
+    pub(crate) async fn with_repo<T, F>(&self, path: &Path, f: F) -> Result<T, VcsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&gix::Repository) -> Result<T, VcsError> + Send + 'static,
+    {
+        let path = path.to_owned();
+        self.run(move || f(&open(&path)?)).await
+    }
+}
+
 /// A fresh gix handle for the repository or worktree at `path`.
 fn open(path: &Path) -> Result<gix::Repository, VcsError> {
     gix::open(path).map_err(|err| match std::fs::metadata(path) {
@@ -128,6 +192,7 @@ fn open(path: &Path) -> Result<gix::Repository, VcsError> {
 }
 
 /// Runs `f` on a fresh gix handle for the repository or worktree at `path`, on a blocking thread.
+#[cfg(test)]
 pub(crate) async fn with_repo<T, F>(path: &Path, f: F) -> Result<T, VcsError>
 where
     T: Send + 'static,

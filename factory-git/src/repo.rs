@@ -9,7 +9,7 @@ use factory_core::ports::{
 
 use crate::cli::{Checkout, GitCli};
 use crate::health;
-use crate::read::{self, MainRepo, read_err, with_repo};
+use crate::read::{self, Files, MainRepo, read_err};
 use crate::worktree::{self, WorktreeEntry, normalize, same_path};
 
 /// A git repository Factory works in: the user's checkout (the main worktree), the task
@@ -28,6 +28,8 @@ pub struct GitRepo {
     /// The main repository, kept open for reads of refs and objects (see
     /// [`GitRepo::read_main`]).
     pub(crate) main: MainRepo,
+    /// Where reads of work trees, indexes and the worktree registry run.
+    pub(crate) files: Files,
     pub(crate) merge_lock: tokio::sync::Mutex<()>,
     /// Held while changing the worktree list or reading it with git: `git worktree list` (and
     /// `add`) fail on an entry that a concurrent `git worktree add` is still writing. The
@@ -79,6 +81,7 @@ impl GitRepo {
             merge_worktree,
             common_dir,
             main: MainRepo::new(main_root),
+            files: Files::new(),
             merge_lock: tokio::sync::Mutex::new(()),
             worktree_lock: tokio::sync::Mutex::new(()),
         })
@@ -107,15 +110,18 @@ impl GitRepo {
     /// worktree). `None` when git has no registration for `path`.
     pub(crate) async fn registered_checkout(&self, path: &Path) -> Option<Checkout> {
         let (common_dir, path) = (self.common_dir.clone(), normalize(path));
-        tokio::task::spawn_blocking(move || {
-            health::admin_dir_of(&common_dir, &path).map(|git_dir| Checkout {
-                git_dir,
-                work_tree: path,
+        self.files
+            .run(move || {
+                Ok(
+                    health::admin_dir_of(&common_dir, &path).map(|git_dir| Checkout {
+                        git_dir,
+                        work_tree: path,
+                    }),
+                )
             })
-        })
-        .await
-        .ok()
-        .flatten()
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The task worktree at `path`, checked to still be `branch`'s registered worktree and
@@ -127,7 +133,7 @@ impl GitRepo {
         branch: &str,
     ) -> Result<Checkout, VcsError> {
         let branch_ref = read::branch_ref(short_branch(branch));
-        health::checked(&self.common_dir, path, &branch_ref).await
+        health::checked(&self.files, &self.common_dir, path, &branch_ref).await
     }
 
     /// The top-level directory of the user's checkout.
@@ -150,7 +156,7 @@ impl GitRepo {
     /// staged changes, conflicts, and untracked files that are not ignored. Sorted paths
     /// relative to [`root`](GitRepo::root). `.factory/` is ignored through `.git/info/exclude`.
     pub async fn dirty_paths(&self) -> Result<Vec<String>, VcsError> {
-        with_repo(&self.root, read::dirty_paths).await
+        self.files.with_repo(&self.root, read::dirty_paths).await
     }
 
     /// Adds `pattern` to the repository's `info/exclude` (once), so Factory's files stay out of
@@ -300,7 +306,10 @@ impl GitRepo {
     /// changes are reset and untracked (not ignored) files removed. Returns what was there.
     /// Ignored files (build output) stay: they never take part in a commit or a rebase.
     async fn restore_committed_state(&self, at: &Checkout) -> Result<Vec<String>, VcsError> {
-        let discarded = with_repo(&at.work_tree, read::dirty_paths).await?;
+        let discarded = self
+            .files
+            .with_repo(&at.work_tree, read::dirty_paths)
+            .await?;
         if discarded.is_empty() {
             return Ok(discarded);
         }

@@ -310,9 +310,10 @@ impl Factory {
         let mut running = Running::default();
         let mut merged = Vec::new();
         let mut first_error = None;
+        let mut scope = super::scope::Scope::new(CANCEL_POLL);
 
         while !stop.is_stopped() && first_error.is_none() {
-            let (scope, cancelled) = self.runnable_scope().await?;
+            let cancelled = scope.refresh(self).await?;
             for id in cancelled {
                 if let Some(job) = aborts.remove(&id) {
                     job.abort();
@@ -322,13 +323,23 @@ impl Factory {
                     }
                 }
             }
-            let plan = scheduler::schedule(&scope, &running, limits, Instant::now());
+            let plan = scheduler::schedule(scope.tasks(), &running, limits, Instant::now());
             for step in plan.steps {
                 match step {
                     Step::Assign(id) => {
-                        if let Some(task) = scope.iter().find(|t| t.id == id) {
-                            self.update_task(task, Some(TaskEvent::Assign), Default::default())
-                                .await?;
+                        if let Some(task) = scope.task(id).cloned() {
+                            match self
+                                .update_task(&task, Some(TaskEvent::Assign), Default::default())
+                                .await
+                            {
+                                Ok(task) => scope.put(task),
+                                // Changed by another process since the view was read (a
+                                // cancel): read it again next turn.
+                                Err(OrchestrateError::Store(StoreError::Stale { .. })) => {
+                                    scope.stale(id)
+                                }
+                                Err(e) => return Err(e),
+                            }
                         }
                     }
                     Step::Pipeline(id) => {
@@ -359,7 +370,7 @@ impl Factory {
                 }
                 Then::AwaitJob => tokio::select! {
                     joined = jobs.join_next() => joined,
-                    _ = tokio::time::sleep(CANCEL_POLL) => continue,
+                    _ = tokio::time::sleep(scope.until_due()) => continue,
                     _ = stop.stopped() => break,
                 },
             };
@@ -373,6 +384,7 @@ impl Factory {
                 }
             };
             aborts.remove(&id);
+            scope.stale(id);
             match kind {
                 JobKind::Merge => running.merging = None,
                 JobKind::Pipeline => {
@@ -451,7 +463,9 @@ impl Factory {
     /// Unfinished tasks of epics that are in progress (or blocked, so a retried task can run),
     /// and the ids of cancelled tasks (whose jobs must stop). Completed tasks are left out: the
     /// scheduler takes a dependency it does not see as completed.
-    async fn runnable_scope(&self) -> Result<(Vec<Task>, Vec<TaskId>), OrchestrateError> {
+    pub(super) async fn runnable_scope(
+        &self,
+    ) -> Result<(Vec<Task>, Vec<TaskId>), OrchestrateError> {
         let open: std::collections::HashSet<EpicId> = self
             .store_ref()
             .list_epics()
