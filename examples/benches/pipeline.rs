@@ -147,15 +147,11 @@ fn agent_script(tasks: usize) -> AgentScript {
 /// CLI opens it; the scripted agent given through the library, see [`agent_script`]). Prints the
 /// number of merged tasks and this process's peak resident set.
 fn factory_side(root: &Path, tasks: usize) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = std::env::var("FACTORY_EXP_BLOCKING")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        builder.max_blocking_threads(n);
-    }
-    let rt = builder.build().unwrap();
+    // As the CLI runs it.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let merged = rt.block_on(async {
         let agent = ScriptedAgent::new(agent_script(tasks), Arc::new(SystemClock));
         let agents = RoleBackends::same(Arc::new(agent));
