@@ -7,16 +7,20 @@
 //!   (default 5), and their ratios;
 //! - `rss [N,N,...]`: the peak resident set (VmHWM) of the Factory process for epics of N
 //!   independent tasks (default 50,200,500), one run each;
-//! - `count [TASKS]`: the git commands (by subcommand) and processes each side starts.
+//! - `count [TASKS]`: the git commands each side starts, by subcommand (a `git` on PATH that
+//!   logs its arguments);
+//! - `setup [TASKS]`: prints a prepared repository, for profiling by hand: `<this program>
+//!   __factory REPO TASKS` is the Factory side alone.
 //!
 //! With no mode it runs `cpu` then `rss`:
-//! `cargo bench -p factory-examples --bench pipeline [-- MODE ARGS]`.
+//! `cargo bench -p factory-examples --bench pipeline [-- MODE ARGS]`. Repositories go in
+//! `$FACTORY_BENCH_DIR` (default: the system temp dir).
 //!
 //! Each side runs as a child process of this program, so its CPU time is read from this
 //! process's `cutime`/`cstime` (which include every descendant that was waited for) before and
-//! after. The Factory side is this program started again (`__factory REPO`): it opens the
-//! repository the way `factory run` does (`Workspace::open`, real SQLite store, real git, the
-//! sandboxed supervisor for verify) with the zero-time scripted agent.
+//! after. The Factory side is this program started again (`__factory REPO TASKS`): it opens the
+//! repository as `factory run` does (`Workspace`: real SQLite store, real git, the supervisor and
+//! Landlock sandbox for verify, the CLI's runtime) with the zero-time scripted agent.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
