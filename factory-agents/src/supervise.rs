@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
 use rustix::process::{self, Pid, Signal, WaitOptions, WaitStatus};
 use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
@@ -318,6 +319,11 @@ fn reap_all(watch: Option<Pid>) -> Option<WaitStatus> {
 /// to exit, then SIGSTOP + SIGKILL rounds (stopped processes cannot fork a replacement) until
 /// none is left. Reaps whatever was re-parented to us on the way.
 async fn end_descendants(grace: Duration) {
+    reap_all(None);
+    if no_children() {
+        // The usual end: the command left nothing running, and /proc need not be searched.
+        return;
+    }
     let me = process::getpid();
     let first = descendants(me);
     if !first.is_empty() {
@@ -343,6 +349,13 @@ async fn end_descendants(grace: Duration) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     eprintln!("factory-supervise: some processes the command started could not be ended");
+}
+
+/// Whether this process has no child at all, running or exited. As a child subreaper it then
+/// has no descendant either: a live descendant's parent is alive and below us, or, once that
+/// parent died, is us. (A child that exits now is reaped by the caller's next sweep.)
+fn no_children() -> bool {
+    matches!(process::wait(WaitOptions::NOHANG), Err(Errno::CHILD))
 }
 
 fn signal_all(pids: &[Pid], signal: Signal) {

@@ -12,7 +12,7 @@ use factory_core::ports::{
 };
 
 use crate::health;
-use crate::read::{self, read_err, with_repo};
+use crate::read::{self, read_err};
 use crate::repo::GitRepo;
 use crate::worktree::normalize;
 
@@ -43,7 +43,7 @@ impl GitRepo {
         } else {
             format!("refs/heads/{prefix}")
         };
-        with_repo(&self.root, move |repo| {
+        self.read_main(move |repo| {
             let refs = repo.references().map_err(read_err)?;
             let mut found = Vec::new();
             for reference in refs.local_branches().map_err(read_err)? {
@@ -125,7 +125,9 @@ impl GitRepo {
     /// The tip of branch `name`, read now.
     async fn tip_of(&self, name: &str) -> Result<Option<CommitId>, VcsError> {
         let name = name.to_owned();
-        let tip = with_repo(&self.root, move |repo| read::branch_tip(repo, &name)).await?;
+        let tip = self
+            .read_main(move |repo| read::branch_tip(repo, &name))
+            .await?;
         Ok(tip.map(|id| CommitId(id.to_string())))
     }
 
@@ -136,11 +138,10 @@ impl GitRepo {
         ignoring: &[String],
     ) -> Result<u64, VcsError> {
         let rev_owned = rev.to_owned();
-        let commit = with_repo(&self.root, move |repo| {
-            read::resolve_commit(repo, &rev_owned)
-        })
-        .await?
-        .to_string();
+        let commit = self
+            .read_main(move |repo| read::resolve_commit(repo, &rev_owned))
+            .await?
+            .to_string();
         let mut args: Vec<String> =
             vec!["rev-list".into(), "--count".into(), commit, "--not".into()];
         for name in ignoring {
@@ -181,7 +182,7 @@ impl GitRepo {
             path: path.to_owned(),
             damage,
         })?;
-        with_repo(&at.work_tree, read::dirty_paths).await
+        self.files.with_repo(&at.work_tree, read::dirty_paths).await
     }
 
     /// See [`Vcs::forget_worktree`](factory_core::ports::Vcs::forget_worktree).

@@ -11,7 +11,7 @@ use std::path::Path;
 use factory_core::ports::{CommitId, ConflictFile, ConflictRound, VcsError};
 
 use crate::cli::Checkout;
-use crate::read::{self, with_repo};
+use crate::read;
 use crate::repo::{GitRepo, short_branch};
 
 /// A diff (without context lines) without what a rebase changes though the change is the same:
@@ -47,22 +47,23 @@ impl GitRepo {
         let at = self.task_checkout(worktree, branch).await?;
         self.restore_committed_state(&at).await?;
         let (branch_name, onto_rev) = (short_branch(branch).to_owned(), onto.to_owned());
-        let (tip, onto_id, base) = with_repo(&self.root, move |repo| {
-            let tip = read::branch_tip(repo, &branch_name)?
-                .ok_or_else(|| VcsError::MissingBranch(branch_name.clone()))?;
-            let onto = read::resolve_commit(repo, &onto_rev)?;
-            let base = repo
-                .merge_base(tip, onto)
-                .map_err(read::read_err)?
-                .map(|id| id.detach())
-                .ok_or_else(|| {
-                    read::read_err(std::io::Error::other(format!(
-                        "{branch_name} and {onto} have no common history"
-                    )))
-                })?;
-            Ok((tip, onto, base))
-        })
-        .await?;
+        let (tip, onto_id, base) = self
+            .read_main(move |repo| {
+                let tip = read::branch_tip(repo, &branch_name)?
+                    .ok_or_else(|| VcsError::MissingBranch(branch_name.clone()))?;
+                let onto = read::resolve_commit(repo, &onto_rev)?;
+                let base = repo
+                    .merge_base(tip, onto)
+                    .map_err(read::read_err)?
+                    .map(|id| id.detach())
+                    .ok_or_else(|| {
+                        read::read_err(std::io::Error::other(format!(
+                            "{branch_name} and {onto} have no common history"
+                        )))
+                    })?;
+                Ok((tip, onto, base))
+            })
+            .await?;
         let (tip, onto_id, base) = (tip.to_string(), onto_id.to_string(), base.to_string());
         let out = self
             .git
@@ -183,22 +184,23 @@ impl GitRepo {
         let tree = self.git.ok(at, ["write-tree"]).await?;
         let tree = String::from_utf8_lossy(&tree.stdout).trim().to_owned();
         let branch_name = short_branch(branch).to_owned();
-        let (old_tip, onto_tree) = with_repo(&self.root, {
-            let onto = onto.to_owned();
-            move |repo| {
-                let tip = read::branch_tip(repo, &branch_name)?
-                    .ok_or_else(|| VcsError::MissingBranch(branch_name.clone()))?;
-                let onto = read::resolve_commit(repo, &onto)?;
-                let tree = repo
-                    .find_commit(onto)
-                    .map_err(read::read_err)?
-                    .tree_id()
-                    .map_err(read::read_err)?
-                    .detach();
-                Ok((tip, tree))
-            }
-        })
-        .await?;
+        let (old_tip, onto_tree) = self
+            .read_main({
+                let onto = onto.to_owned();
+                move |repo| {
+                    let tip = read::branch_tip(repo, &branch_name)?
+                        .ok_or_else(|| VcsError::MissingBranch(branch_name.clone()))?;
+                    let onto = read::resolve_commit(repo, &onto)?;
+                    let tree = repo
+                        .find_commit(onto)
+                        .map_err(read::read_err)?
+                        .tree_id()
+                        .map_err(read::read_err)?
+                        .detach();
+                    Ok((tip, tree))
+                }
+            })
+            .await?;
         if tree == onto_tree {
             return Ok(None);
         }

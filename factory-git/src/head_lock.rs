@@ -17,7 +17,7 @@ use factory_core::ports::VcsError;
 use gix::ObjectId;
 
 use crate::cli::Checkout;
-use crate::read::{self, with_repo};
+use crate::read;
 use crate::repo::GitRepo;
 
 /// First line of a lock file Factory wrote.
@@ -270,7 +270,9 @@ impl GitRepo {
             )));
         }
         let into_owned = into.to_owned();
-        let tip = with_repo(&self.root, move |repo| read::branch_tip(repo, &into_owned)).await?;
+        let tip = self
+            .read_main(move |repo| read::branch_tip(repo, &into_owned))
+            .await?;
         let (old, merged) = (marker.old, marker.merged);
         if tip != Some(merged) && self.index_at(at, old, merged).await? {
             // Moved to the merge, but `into` was not: move it back.
@@ -303,10 +305,9 @@ impl GitRepo {
         old: ObjectId,
         merged: ObjectId,
     ) -> Result<bool, VcsError> {
-        let changed = with_repo(&self.root, move |repo| {
-            read::changed_files(repo, old, merged)
-        })
-        .await?;
+        let changed = self
+            .read_main(move |repo| read::changed_files(repo, old, merged))
+            .await?;
         if changed.is_empty() {
             return Ok(false);
         }

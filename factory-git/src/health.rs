@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use factory_core::ports::{VcsError, WorktreeDamage};
 
 use crate::cli::Checkout;
-use crate::read::{self, read_err};
+use crate::read::{self, Files, read_err};
 use crate::worktree::{normalize, same_path};
 
 /// The administrative directory (`<common>/worktrees/<name>`) git keeps for the linked worktree
@@ -129,8 +129,10 @@ fn not_a_worktree(detail: &str) -> WorktreeDamage {
     }
 }
 
-/// [`inspect`] on a blocking thread, with damage turned into [`VcsError::WorktreeDamaged`].
+/// [`inspect`] on the `files` reader's thread, with damage turned into
+/// [`VcsError::WorktreeDamaged`].
 pub(crate) async fn checked(
+    files: &Files,
     common_dir: &Path,
     path: &Path,
     branch_ref: &str,
@@ -140,9 +142,9 @@ pub(crate) async fn checked(
         path.to_owned(),
         branch_ref.to_owned(),
     );
-    let found = tokio::task::spawn_blocking(move || inspect(&common_dir, &path_owned, &branch_ref))
-        .await
-        .map_err(read_err)??;
+    let found = files
+        .run(move || inspect(&common_dir, &path_owned, &branch_ref))
+        .await?;
     found.map_err(|damage| {
         tracing::warn!(path = %path.display(), %damage, "worktree damaged");
         VcsError::WorktreeDamaged {

@@ -5,9 +5,13 @@
 //!    user merged the branch by hand), the outcome is `AlreadyMerged` with the first-parent
 //!    commit that brought it in. Otherwise the branch's tip must still be that commit
 //!    (`TipMoved` if not).
-//! 2. The merge commit is made in Factory's own merge worktree (detached at `into`'s tip; reset
-//!    and cleaned first unless it already is exactly that, which is what the previous merge
-//!    leaves), so a conflict or a crash never leaves anything in the user's checkout.
+//! 2. When the verified commit already has `into`'s tip in its history (the merge queue rebased
+//!    it there), the `--no-ff` merge's tree is the verified commit's own tree: the merge commit
+//!    (parents: the tip, then the verified commit) is written directly, with no worktree and no
+//!    git process. Otherwise it is made by `git merge` in Factory's own merge worktree (detached
+//!    at `into`'s tip; reset and cleaned first unless it already is exactly that, which is what
+//!    the previous merge leaves), so a conflict or a crash never leaves anything in the user's
+//!    checkout.
 //! 3. The new commit lands on `into` ([`GitRepo::land`]). Factory takes `HEAD.lock` of the user's
 //!    checkout (and of any other worktree that has `into` checked out), git's own lock, so for
 //!    those few milliseconds no git command can switch branches or commit there. Under it:
@@ -33,7 +37,7 @@ use tracing::Instrument;
 
 use crate::cli::Checkout;
 use crate::head_lock::{Abandoned, HeadLock};
-use crate::read::{self, read_err, with_repo};
+use crate::read::{self, read_err};
 use crate::repo::GitRepo;
 use crate::worktree::{normalize, same_path};
 
@@ -43,6 +47,8 @@ enum Preflight {
     Done(MergeOutcome),
     /// Merge `verified` onto `old`.
     Merge { old: ObjectId, verified: ObjectId },
+    /// `verified` descends from `old`: the merge commit `merged` is written; land it.
+    Written { old: ObjectId, merged: ObjectId },
 }
 
 impl GitRepo {
@@ -71,29 +77,40 @@ impl GitRepo {
     ) -> Result<MergeOutcome, VcsError> {
         let (branch_owned, into_owned, verified_owned) =
             (branch.to_owned(), into.to_owned(), verified.clone());
-        let preflight = with_repo(&self.root, move |repo| {
-            let verified = read::resolve_commit(repo, &verified_owned.0)?;
-            let old = read::branch_tip(repo, &into_owned)?
-                .ok_or_else(|| VcsError::MissingBranch(into_owned.clone()))?;
-            if let Some(brought_in) = read::first_parent_containing(repo, verified, old)? {
-                return Ok(Preflight::Done(MergeOutcome::AlreadyMerged(CommitId(
-                    brought_in.to_string(),
-                ))));
-            }
-            let tip = read::branch_tip(repo, &branch_owned)?;
-            if tip != Some(verified) {
-                return Ok(Preflight::Done(MergeOutcome::TipMoved {
-                    expected: verified_owned,
-                    actual: tip.map(|tip| CommitId(tip.to_string())),
-                }));
-            }
-            Ok(Preflight::Merge { old, verified })
-        })
-        .await?;
+        let (identity, message_owned) = (self.git.identity().clone(), message.to_owned());
+        let preflight = self
+            .read_main(move |repo| {
+                let verified = read::resolve_commit(repo, &verified_owned.0)?;
+                let old = read::branch_tip(repo, &into_owned)?
+                    .ok_or_else(|| VcsError::MissingBranch(into_owned.clone()))?;
+                if let Some(brought_in) = read::first_parent_containing(repo, verified, old)? {
+                    return Ok(Preflight::Done(MergeOutcome::AlreadyMerged(CommitId(
+                        brought_in.to_string(),
+                    ))));
+                }
+                let tip = read::branch_tip(repo, &branch_owned)?;
+                if tip != Some(verified) {
+                    return Ok(Preflight::Done(MergeOutcome::TipMoved {
+                        expected: verified_owned,
+                        actual: tip.map(|tip| CommitId(tip.to_string())),
+                    }));
+                }
+                if read::is_ancestor(repo, old, verified)? {
+                    let merged =
+                        write_merge_commit(repo, old, verified, &identity, &message_owned)?;
+                    return Ok(Preflight::Written { old, merged });
+                }
+                Ok(Preflight::Merge { old, verified })
+            })
+            .await?;
         let (old, verified) = match preflight {
             Preflight::Done(outcome) => {
                 tracing::debug!(?outcome, "nothing to merge");
                 return Ok(outcome);
+            }
+            Preflight::Written { old, merged } => {
+                tracing::debug!(%merged, "merge commit written on top of the verified commit");
+                return self.land(branch, into, old, merged).await;
             }
             Preflight::Merge { old, verified } => (old, verified),
         };
@@ -132,7 +149,10 @@ impl GitRepo {
                 _ => Err(out.into_error()),
             };
         }
-        let merged = with_repo(&worktree.work_tree, read::head_commit).await?;
+        let merged = self
+            .files
+            .with_repo(&worktree.work_tree, read::head_commit)
+            .await?;
         tracing::debug!(%merged, "merge commit made");
         self.land(branch, into, old, merged).await
     }
@@ -210,7 +230,9 @@ impl GitRepo {
         // Nothing can commit through this checkout's HEAD now, but `into` may already have moved
         // (a commit made before the lock, a fetch into it): then leave the checkout alone.
         let into_owned = into.to_owned();
-        let now = with_repo(&self.root, move |repo| read::branch_tip(repo, &into_owned)).await?;
+        let now = self
+            .read_main(move |repo| read::branch_tip(repo, &into_owned))
+            .await?;
         if now != Some(old) {
             return Ok(MergeOutcome::MainMoved {
                 expected: CommitId(old.to_string()),
@@ -327,38 +349,41 @@ impl GitRepo {
         let into_ref = read::branch_ref(into);
         let message = format!("factory: merge {branch} into {into}");
         let identity = self.git.identity().clone();
-        let swapped = with_repo(&self.root, move |repo| {
-            let name = gix::refs::FullName::try_from(into_ref.as_str()).map_err(read_err)?;
-            let edit = RefEdit {
-                change: Change::Update {
-                    log: LogChange {
-                        mode: RefLog::AndReference,
-                        force_create_reflog: false,
-                        message: message.into(),
+        let swapped = self
+            .read_main(move |repo| {
+                let name = gix::refs::FullName::try_from(into_ref.as_str()).map_err(read_err)?;
+                let edit = RefEdit {
+                    change: Change::Update {
+                        log: LogChange {
+                            mode: RefLog::AndReference,
+                            force_create_reflog: false,
+                            message: message.into(),
+                        },
+                        expected: PreviousValue::MustExistAndMatch(Target::Object(old)),
+                        new: Target::Object(merged),
                     },
-                    expected: PreviousValue::MustExistAndMatch(Target::Object(old)),
-                    new: Target::Object(merged),
-                },
-                name,
-                deref: false,
-            };
-            let committer = gix::actor::Signature {
-                name: identity.name.into(),
-                email: identity.email.into(),
-                time: gix::date::Time::now_local_or_utc(),
-            };
-            let mut time = gix::date::parse::TimeBuf::default();
-            match repo.edit_references_as([edit], Some(committer.to_ref(&mut time))) {
-                Ok(_) => Ok(None),
-                Err(err) => Ok(Some(error_chain(&err))),
-            }
-        })
-        .await?;
+                    name,
+                    deref: false,
+                };
+                let committer = gix::actor::Signature {
+                    name: identity.name.into(),
+                    email: identity.email.into(),
+                    time: gix::date::Time::now_local_or_utc(),
+                };
+                let mut time = gix::date::parse::TimeBuf::default();
+                match repo.edit_references_as([edit], Some(committer.to_ref(&mut time))) {
+                    Ok(_) => Ok(None),
+                    Err(err) => Ok(Some(error_chain(&err))),
+                }
+            })
+            .await?;
         let Some(failure) = swapped else {
             return Ok(MergeOutcome::Merged(CommitId(merged.to_string())));
         };
         let into_owned = into.to_owned();
-        let now = with_repo(&self.root, move |repo| read::branch_tip(repo, &into_owned)).await?;
+        let now = self
+            .read_main(move |repo| read::branch_tip(repo, &into_owned))
+            .await?;
         if now == Some(old) {
             if failure.to_lowercase().contains("lock") {
                 // Another git command was writing `into` (a commit on it, a fetch): transient.
@@ -425,11 +450,10 @@ impl GitRepo {
         old: ObjectId,
         merged: ObjectId,
     ) -> Result<Vec<String>, VcsError> {
-        let changes = with_repo(&self.root, move |repo| {
-            read::changed_files(repo, old, merged)
-        })
-        .await?;
-        let dirty = with_repo(checkout, read::dirty_paths).await?;
+        let changes = self
+            .read_main(move |repo| read::changed_files(repo, old, merged))
+            .await?;
+        let dirty = self.files.with_repo(checkout, read::dirty_paths).await?;
         let mut blockers: Vec<String> = dirty
             .iter()
             .filter(|path| changes.iter().any(|change| overlaps(path, &change.path)))
@@ -538,26 +562,26 @@ impl GitRepo {
             return Ok(MergeWorktree::Unknown);
         }
         let common_dir = self.common_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            // Opening fails when the registration the `.git` file points to is gone.
-            let Ok(repo) = gix::open(&worktree) else {
-                return Ok(MergeWorktree::Unknown);
-            };
-            let ours = normalize(repo.common_dir()) == common_dir
-                && repo
-                    .workdir()
-                    .is_some_and(|workdir| same_path(workdir, &worktree));
-            if !ours {
-                return Ok(MergeWorktree::Unknown);
-            }
-            Ok(if read::is_pristine_checkout_of(&repo, at)? {
-                MergeWorktree::Pristine
-            } else {
-                MergeWorktree::Stale
+        self.files
+            .run(move || {
+                // Opening fails when the registration the `.git` file points to is gone.
+                let Ok(repo) = gix::open(&worktree) else {
+                    return Ok(MergeWorktree::Unknown);
+                };
+                let ours = normalize(repo.common_dir()) == common_dir
+                    && repo
+                        .workdir()
+                        .is_some_and(|workdir| same_path(workdir, &worktree));
+                if !ours {
+                    return Ok(MergeWorktree::Unknown);
+                }
+                Ok(if read::is_pristine_checkout_of(&repo, at)? {
+                    MergeWorktree::Pristine
+                } else {
+                    MergeWorktree::Stale
+                })
             })
-        })
-        .await
-        .map_err(read::read_err)?
+            .await
     }
 
     /// Puts the (registered) merge worktree back to a clean detached checkout of `at`, whatever
@@ -609,6 +633,62 @@ impl GitRepo {
             source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
         })
     }
+}
+
+/// Writes the `--no-ff` merge of `verified` into `old` when `old` is already in `verified`'s
+/// history: a commit with `verified`'s tree (the tree a merge of a descendant always has),
+/// parents `old` then `verified`, made by `identity` now, with `message` cleaned up as
+/// `git merge -m` does. Returns the new commit; no ref moves.
+fn write_merge_commit(
+    repo: &gix::Repository,
+    old: ObjectId,
+    verified: ObjectId,
+    identity: &factory_core::ports::GitIdentity,
+    message: &str,
+) -> Result<ObjectId, VcsError> {
+    let tree = repo
+        .find_commit(verified)
+        .map_err(read_err)?
+        .tree_id()
+        .map_err(read_err)?
+        .detach();
+    let signature = gix::actor::Signature {
+        name: identity.name.as_str().into(),
+        email: identity.email.as_str().into(),
+        time: gix::date::Time::now_local_or_utc(),
+    };
+    let commit = gix::objs::Commit {
+        tree,
+        parents: vec![old, verified].into(),
+        author: signature.clone(),
+        committer: signature,
+        encoding: None,
+        message: clean_message(message).into(),
+        extra_headers: Vec::new(),
+    };
+    Ok(repo.write_object(&commit).map_err(read_err)?.detach())
+}
+
+/// A commit message as git stores one given with `-m` and no editor (`--cleanup=whitespace`,
+/// `git stripspace`): trailing whitespace removed from each line, runs of empty lines made one,
+/// leading and trailing empty lines dropped, and a final newline.
+fn clean_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 1);
+    let mut pending_blank = false;
+    for line in message.split('\n') {
+        let line = line.trim_end_matches([' ', '\t', '\r']);
+        if line.is_empty() {
+            pending_blank = !out.is_empty();
+            continue;
+        }
+        if pending_blank {
+            out.push('\n');
+            pending_blank = false;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The merge worktree as found before a merge.
@@ -669,8 +749,8 @@ mod tests {
     use crate::read::{self, with_repo};
     use crate::repo::tests::{git, sample_repo};
 
-    /// After a merge the merge worktree is a clean checkout of the new tip, so the next merge
-    /// starts without running git; anything out of place sends it down the slower paths.
+    /// After a merge made by git the merge worktree is a clean checkout of the new tip, so the
+    /// next one starts without running git; anything out of place sends it down the slower paths.
     #[tokio::test]
     async fn the_merge_worktree_left_by_a_merge_needs_no_reset() {
         let (_tmp, root, repo) = sample_repo();
@@ -685,6 +765,10 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        // Main moves on, so the branch is not on top of it and git makes the merge.
+        std::fs::write(root.join("user.txt"), "user\n").unwrap();
+        git(&root, &["add", "user.txt"]);
+        git(&root, &["commit", "-q", "-m", "user"]);
         let main = with_repo(&root, read::head_commit).await.unwrap();
         assert!(matches!(
             repo.merge_worktree_state(main).await.unwrap(),
@@ -794,6 +878,101 @@ mod tests {
             git(&root, &["rev-parse", "feature"]).trim(),
             user.to_string()
         );
+    }
+
+    /// A branch already on top of main is merged without the merge worktree: the merge commit
+    /// has the verified tree, main's old tip and the verified commit as parents, Factory's
+    /// identity, and the message as `git merge -m` would store it.
+    #[tokio::test]
+    async fn a_branch_on_top_of_main_is_merged_without_a_worktree() {
+        let (_tmp, root, repo) = sample_repo();
+        git(&root, &["branch", "factory/one"]);
+        git(
+            &root,
+            &["worktree", "add", "-q", ".factory/one", "factory/one"],
+        );
+        let task = root.join(".factory/one");
+        std::fs::write(task.join("one.txt"), "1\n").unwrap();
+        let verified = repo
+            .commit_all(&task, "factory/one", "one")
+            .await
+            .unwrap()
+            .unwrap();
+        let old = git(&root, &["rev-parse", "main"]).trim().to_owned();
+
+        let message = "Merge factory/one: a  title  \n\n\n\nbody\t\n\n";
+        let outcome = repo
+            .merge_verified("factory/one", &verified, "main", message)
+            .await
+            .unwrap();
+        let MergeOutcome::Merged(merged) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(git(&root, &["rev-parse", "main"]).trim(), merged.0);
+        assert_eq!(
+            git(&root, &["rev-list", "--parents", "-n", "1", &merged.0]).trim(),
+            format!("{} {old} {}", merged.0, verified.0)
+        );
+        assert_eq!(
+            git(&root, &["rev-parse", &format!("{}^{{tree}}", merged.0)]),
+            git(&root, &["rev-parse", &format!("{}^{{tree}}", verified.0)])
+        );
+        assert_eq!(
+            git(
+                &root,
+                &["log", "-1", "--format=%an <%ae> %cn <%ce>", &merged.0]
+            )
+            .trim(),
+            "F <f@x> F <f@x>"
+        );
+        assert_eq!(
+            git(&root, &["cat-file", "commit", &merged.0])
+                .split_once("\n\n")
+                .unwrap()
+                .1,
+            "Merge factory/one: a  title\n\nbody\n"
+        );
+        git(&root, &["fsck", "--no-progress"]);
+        // The user's checkout followed main; no merge worktree was needed.
+        assert_eq!(
+            std::fs::read_to_string(root.join("one.txt")).unwrap(),
+            "1\n"
+        );
+        assert!(git(&root, &["status", "--porcelain"]).is_empty());
+        assert!(!repo.merge_worktree().exists());
+    }
+
+    /// The message cleanup matches `git stripspace`.
+    #[test]
+    fn messages_are_cleaned_up_as_git_does() {
+        let cases = [
+            "Merge x: title",
+            "title\n",
+            "\n\n  \ntitle  \t\n\n\n\nbody line   \n\t\n",
+            "a\r\nb\r\n",
+            "a\x0b\nb\x0c\n",
+            "  indented stays\n\n\n",
+            "",
+            " \n\t\n",
+        ];
+        for case in cases {
+            let out = std::process::Command::new("git")
+                .arg("stripspace")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    child.stdin.take().unwrap().write_all(case.as_bytes())?;
+                    child.wait_with_output()
+                })
+                .unwrap();
+            assert_eq!(
+                super::clean_message(case),
+                String::from_utf8(out.stdout).unwrap(),
+                "{case:?}"
+            );
+        }
     }
 
     #[test]

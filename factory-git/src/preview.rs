@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use factory_core::ports::VcsError;
 
 use crate::cleanup::alternate_objects;
-use crate::read::{self, with_repo};
+use crate::read;
 use crate::repo::GitRepo;
 
 impl GitRepo {
@@ -19,13 +19,14 @@ impl GitRepo {
         into: &str,
     ) -> Result<Vec<String>, VcsError> {
         let (rev, into) = (rev.to_owned(), into.to_owned());
-        let (theirs, ours) = with_repo(&self.root, move |repo| {
-            Ok((
-                read::resolve_commit(repo, &rev)?,
-                read::resolve_commit(repo, &into)?,
-            ))
-        })
-        .await?;
+        let (theirs, ours) = self
+            .read_main(move |repo| {
+                Ok((
+                    read::resolve_commit(repo, &rev)?,
+                    read::resolve_commit(repo, &into)?,
+                ))
+            })
+            .await?;
         let scratch = tempfile::Builder::new()
             .prefix("factory-merge-preview-")
             .tempdir()

@@ -1,5 +1,9 @@
-//! Reads through gix. gix is synchronous and caches refs per handle, so every read opens a fresh
-//! handle on a blocking thread: refs move underneath us (our own CLI writes, the user's commits).
+//! Reads through gix, off the async threads (gix is synchronous). Refs move underneath us (our
+//! own CLI writes, the user's commits), so no read trusts a cached view of them: reads of refs
+//! and objects go through the handle [`MainRepo`] keeps open (which re-reads `packed-refs`
+//! before each; loose refs and objects are always read from disk), and reads of an index or a
+//! work tree (status, directory walks), whose snapshots gix caches by modification time, open a
+//! fresh handle ([`Files::with_repo`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,22 +19,189 @@ where
     VcsError::Read(Box::new(err))
 }
 
+/// The size of [`MainRepo`]'s object cache.
+const OBJECT_CACHE_BYTES: usize = 1024 * 1024;
+
+/// A job for a [`Reader`]'s thread, given the thread's state.
+type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
+
+/// A thread of factory-git's own that runs jobs one at a time: gix is synchronous, so its reads
+/// run off the async threads. One thread rather than the runtime's blocking pool keeps the
+/// state it holds (an open repository) and the memory its reads allocate in one place, instead
+/// of spreading them over every pool thread (and a malloc arena each). Started on first use,
+/// again if a job panicked; ends when this is dropped.
+#[derive(Debug)]
+pub(crate) struct Reader<S> {
+    name: &'static str,
+    jobs: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job<S>>>>,
+}
+
+impl<S: Default + 'static> Reader<S> {
+    /// A reader whose thread is called `name`.
+    pub(crate) fn new(name: &'static str) -> Reader<S> {
+        Reader {
+            name,
+            jobs: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on the thread, with its state, and returns what it returns.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, VcsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut S) -> Result<T, VcsError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Box::new(move |state: &mut S| {
+            let _ = tx.send(f(state));
+        }))?;
+        rx.await.map_err(read_err)?
+    }
+
+    /// Hands `job` to the thread, starting it if it is not running.
+    fn submit(&self, job: Job<S>) -> Result<(), VcsError> {
+        let mut jobs = self
+            .jobs
+            .lock()
+            .map_err(|_| VcsError::Read(format!("{}: lock poisoned", self.name).into()))?;
+        let job = match jobs.as_ref() {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return Ok(()),
+                // The thread is gone (a job panicked): start another.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Job<S>>();
+        std::thread::Builder::new()
+            .name(self.name.to_owned())
+            .spawn(move || {
+                let mut state = S::default();
+                while let Ok(job) = rx.recv() {
+                    job(&mut state);
+                }
+            })
+            .map_err(|source| VcsError::Io {
+                context: format!("starting the {} thread", self.name),
+                source,
+            })?;
+        tx.send(job)
+            .map_err(|_| VcsError::Read(format!("the {} thread ended", self.name).into()))?;
+        *jobs = Some(tx);
+        Ok(())
+    }
+}
+
+/// The main repository kept open on a [`Reader`] of its own, which runs reads of refs and
+/// objects on it: opening a repository (its configuration files, ownership checks, `commondir`,
+/// alternates) costs more than most reads.
+#[derive(Debug)]
+pub(crate) struct MainRepo {
+    root: PathBuf,
+    reader: Reader<Option<gix::Repository>>,
+}
+
+impl MainRepo {
+    /// A handle on the repository at `root`, opened on first use.
+    pub(crate) fn new(root: PathBuf) -> MainRepo {
+        MainRepo {
+            root,
+            reader: Reader::new("factory-git-main"),
+        }
+    }
+
+    /// Runs `f` on the open handle, after re-reading `packed-refs`: what `f` sees of refs and
+    /// objects is the repository as it is now, as with a fresh handle. Not for an index or a
+    /// work tree: see [`Files::with_repo`].
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, VcsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&gix::Repository) -> Result<T, VcsError> + Send + 'static,
+    {
+        let root = self.root.clone();
+        self.reader.run(move |slot| run_on(slot, &root, f)).await
+    }
+}
+
+/// Opens the handle in `slot` if needed, refreshes its view of `packed-refs`, and runs `f`.
+fn run_on<T>(
+    slot: &mut Option<gix::Repository>,
+    root: &Path,
+    f: impl FnOnce(&gix::Repository) -> Result<T, VcsError>,
+) -> Result<T, VcsError> {
+    let repo = match slot {
+        Some(repo) => repo,
+        None => {
+            let mut repo = open(root)?;
+            // Objects never change, so a cache of them stays right however refs move: the
+            // commits near main's tip are read by several calls for every task.
+            repo.object_cache_size(OBJECT_CACHE_BYTES);
+            slot.insert(repo)
+        }
+    };
+    if let Err(err) = repo.refs.force_refresh_packed_buffer() {
+        // Fails when there is no packed-refs file (lookups then find none), or it is unreadable.
+        if std::fs::symlink_metadata(repo.refs.packed_refs_path()).is_ok() {
+            return Err(read_err(err));
+        }
+    }
+    f(repo)
+}
+
+/// Reads of work trees, indexes and administrative files (status walks, worktree health, the
+/// worktree registry) on a [`Reader`] of their own, each on a fresh handle where one is needed.
+#[derive(Debug)]
+pub(crate) struct Files {
+    reader: Reader<()>,
+}
+
+impl Files {
+    /// The reader; its thread starts on first use.
+    pub(crate) fn new() -> Files {
+        Files {
+            reader: Reader::new("factory-git-files"),
+        }
+    }
+
+    /// Runs `f` on the thread.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, VcsError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, VcsError> + Send + 'static,
+    {
+        self.reader.run(move |()| f()).await
+    }
+
+    /// Runs `f` on a fresh gix handle for the repository or worktree at `path`, on the thread.
+    pub(crate) async fn with_repo<T, F>(&self, path: &Path, f: F) -> Result<T, VcsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&gix::Repository) -> Result<T, VcsError> + Send + 'static,
+    {
+        let path = path.to_owned();
+        self.run(move || f(&open(&path)?)).await
+    }
+}
+
+/// A fresh gix handle for the repository or worktree at `path`.
+fn open(path: &Path) -> Result<gix::Repository, VcsError> {
+    gix::open(path).map_err(|err| match std::fs::metadata(path) {
+        Ok(_) => read_err(err),
+        Err(_) => VcsError::NotARepository(path.to_owned()),
+    })
+}
+
 /// Runs `f` on a fresh gix handle for the repository or worktree at `path`, on a blocking thread.
+#[cfg(test)]
 pub(crate) async fn with_repo<T, F>(path: &Path, f: F) -> Result<T, VcsError>
 where
     T: Send + 'static,
     F: FnOnce(&gix::Repository) -> Result<T, VcsError> + Send + 'static,
 {
     let path: PathBuf = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let repo = gix::open(&path).map_err(|err| match std::fs::metadata(&path) {
-            Ok(_) => read_err(err),
-            Err(_) => VcsError::NotARepository(path.clone()),
-        })?;
-        f(&repo)
-    })
-    .await
-    .map_err(read_err)?
+    tokio::task::spawn_blocking(move || f(&open(&path)?))
+        .await
+        .map_err(read_err)?
 }
 
 /// The full ref name for a branch given as `name` or as `refs/heads/name`.

@@ -10,7 +10,7 @@ use factory_core::ports::{
 
 use crate::cli::{Checkout, GitCli};
 use crate::health;
-use crate::read::{self, read_err, with_repo};
+use crate::read::{self, Files, MainRepo, read_err};
 use crate::worktree::{self, WorktreeEntry, normalize, same_path};
 
 /// A git repository Factory works in: the user's checkout (the main worktree), the task
@@ -26,6 +26,11 @@ pub struct GitRepo {
     /// The repository's shared git directory (`.git` of the main checkout), to recognise the
     /// merge worktree as ours without asking git.
     pub(crate) common_dir: PathBuf,
+    /// The main repository, kept open for reads of refs and objects (see
+    /// [`GitRepo::read_main`]).
+    pub(crate) main: MainRepo,
+    /// Where reads of work trees, indexes and the worktree registry run.
+    pub(crate) files: Files,
     pub(crate) merge_lock: tokio::sync::Mutex<()>,
     /// Held while changing the worktree list or reading it with git: `git worktree list` (and
     /// `add`) fail on an entry that a concurrent `git worktree add` is still writing. The
@@ -70,14 +75,27 @@ impl GitRepo {
             normalize(&root.join(merge_worktree))
         };
         tracing::debug!(root = %root.display(), merge_worktree = %merge_worktree.display(), "opened repository");
+        let main_root = root.clone();
         Ok(GitRepo {
             root,
             git: GitCli::new(identity),
             merge_worktree,
             common_dir,
+            main: MainRepo::new(main_root),
+            files: Files::new(),
             merge_lock: tokio::sync::Mutex::new(()),
             worktree_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Runs `f` on the main repository's open handle, for reads of refs and objects (and
+    /// writes of both) as they are now; status and directory walks use a fresh handle instead.
+    pub(crate) async fn read_main<T, F>(&self, f: F) -> Result<T, VcsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&gix::Repository) -> Result<T, VcsError> + Send + 'static,
+    {
+        self.main.run(f).await
     }
 
     /// The user's checkout, named explicitly for git.
@@ -93,15 +111,18 @@ impl GitRepo {
     /// worktree). `None` when git has no registration for `path`.
     pub(crate) async fn registered_checkout(&self, path: &Path) -> Option<Checkout> {
         let (common_dir, path) = (self.common_dir.clone(), normalize(path));
-        tokio::task::spawn_blocking(move || {
-            health::admin_dir_of(&common_dir, &path).map(|git_dir| Checkout {
-                git_dir,
-                work_tree: path,
+        self.files
+            .run(move || {
+                Ok(
+                    health::admin_dir_of(&common_dir, &path).map(|git_dir| Checkout {
+                        git_dir,
+                        work_tree: path,
+                    }),
+                )
             })
-        })
-        .await
-        .ok()
-        .flatten()
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The task worktree at `path`, checked to still be `branch`'s registered worktree and
@@ -113,7 +134,7 @@ impl GitRepo {
         branch: &str,
     ) -> Result<Checkout, VcsError> {
         let branch_ref = read::branch_ref(short_branch(branch));
-        health::checked(&self.common_dir, path, &branch_ref).await
+        health::checked(&self.files, &self.common_dir, path, &branch_ref).await
     }
 
     /// The top-level directory of the user's checkout.
@@ -129,14 +150,14 @@ impl GitRepo {
     /// The branch checked out in the user's checkout; `None` when `HEAD` is detached or the
     /// branch has no commits yet.
     pub async fn current_branch(&self) -> Result<Option<String>, VcsError> {
-        with_repo(&self.root, read::checked_out_branch).await
+        self.read_main(read::checked_out_branch).await
     }
 
     /// What the user has not committed in their checkout: modified or deleted tracked files,
     /// staged changes, conflicts, and untracked files that are not ignored. Sorted paths
     /// relative to [`root`](GitRepo::root). `.factory/` is ignored through `.git/info/exclude`.
     pub async fn dirty_paths(&self) -> Result<Vec<String>, VcsError> {
-        with_repo(&self.root, read::dirty_paths).await
+        self.files.with_repo(&self.root, read::dirty_paths).await
     }
 
     /// Adds `pattern` to the repository's `info/exclude` (once), so Factory's files stay out of
@@ -204,7 +225,7 @@ impl GitRepo {
     /// concurrent `git worktree add` has only partly written is reported as prunable or left out,
     /// never as an error.
     pub(crate) async fn worktree_entries_in_process(&self) -> Result<Vec<WorktreeEntry>, VcsError> {
-        with_repo(&self.root, read::registered_worktrees).await
+        self.read_main(read::registered_worktrees).await
     }
 
     /// `git worktree prune`: forgets worktrees whose directories are gone.
@@ -219,13 +240,12 @@ impl GitRepo {
     /// branch from `base` if it does not exist. Hold `worktree_lock`.
     async fn add_worktree(&self, path: &Path, branch: &str, base: &str) -> Result<(), VcsError> {
         let (branch_owned, base_owned) = (branch.to_owned(), base.to_owned());
-        let base_commit = with_repo(&self.root, move |repo| {
-            match read::branch_tip(repo, &branch_owned)? {
+        let base_commit = self
+            .read_main(move |repo| match read::branch_tip(repo, &branch_owned)? {
                 Some(_) => Ok(None),
                 None => read::resolve_commit(repo, &base_owned).map(Some),
-            }
-        })
-        .await?;
+            })
+            .await?;
         let path_arg = path.as_os_str();
         match base_commit {
             None => {
@@ -291,7 +311,10 @@ impl GitRepo {
         &self,
         at: &Checkout,
     ) -> Result<Vec<String>, VcsError> {
-        let discarded = with_repo(&at.work_tree, read::dirty_paths).await?;
+        let discarded = self
+            .files
+            .with_repo(&at.work_tree, read::dirty_paths)
+            .await?;
         if discarded.is_empty() && GitRepo::merge_in_progress(at).is_none() {
             return Ok(discarded);
         }
@@ -309,16 +332,17 @@ impl GitRepo {
         onto: &str,
     ) -> Result<UpdateOutcome, VcsError> {
         let (branch, onto) = (short_branch(branch).to_owned(), onto.to_owned());
-        let (tip, onto_id, up_to_date) = with_repo(&self.root, {
-            let branch = branch.clone();
-            move |repo| {
-                let tip = read::branch_tip(repo, &branch)?
-                    .ok_or_else(|| VcsError::MissingBranch(branch.clone()))?;
-                let onto = read::resolve_commit(repo, &onto)?;
-                Ok((tip, onto, read::is_ancestor(repo, onto, tip)?))
-            }
-        })
-        .await?;
+        let (tip, onto_id, up_to_date) = self
+            .read_main({
+                let branch = branch.clone();
+                move |repo| {
+                    let tip = read::branch_tip(repo, &branch)?
+                        .ok_or_else(|| VcsError::MissingBranch(branch.clone()))?;
+                    let onto = read::resolve_commit(repo, &onto)?;
+                    Ok((tip, onto, read::is_ancestor(repo, onto, tip)?))
+                }
+            })
+            .await?;
         if up_to_date {
             return Ok(UpdateOutcome::UpToDate(CommitId(tip.to_string())));
         }
@@ -349,10 +373,11 @@ impl GitRepo {
                 _ => Err(out.into_error()),
             };
         }
-        let tip = with_repo(&self.root, move |repo| {
-            read::branch_tip(repo, &branch)?.ok_or(VcsError::MissingBranch(branch))
-        })
-        .await?;
+        let tip = self
+            .read_main(move |repo| {
+                read::branch_tip(repo, &branch)?.ok_or(VcsError::MissingBranch(branch))
+            })
+            .await?;
         Ok(UpdateOutcome::Rebased(CommitId(tip.to_string())))
     }
 
@@ -370,13 +395,14 @@ impl GitRepo {
         };
         // Git does not pass a repository's own `protocol.file.allow` on to the clones a submodule
         // update makes; a repository whose configuration allows local submodules means it.
-        let file_protocol = with_repo(&self.root, |repo| {
-            Ok(repo
-                .config_snapshot()
-                .string("protocol.file.allow")
-                .map(|value| value.to_string()))
-        })
-        .await?;
+        let file_protocol = self
+            .read_main(|repo| {
+                Ok(repo
+                    .config_snapshot()
+                    .string("protocol.file.allow")
+                    .map(|value| value.to_string()))
+            })
+            .await?;
         let mut args = Vec::new();
         if let Some(value) = file_protocol {
             args.push("-c".to_owned());
@@ -405,7 +431,9 @@ fn invalid_name(command: &str, name: &str) -> VcsError {
 impl Vcs for GitRepo {
     async fn branch_head(&self, branch: &str) -> Result<Option<CommitId>, VcsError> {
         let branch = branch.to_owned();
-        let tip = with_repo(&self.root, move |repo| read::branch_tip(repo, &branch)).await?;
+        let tip = self
+            .read_main(move |repo| read::branch_tip(repo, &branch))
+            .await?;
         Ok(tip.map(|id| CommitId(id.to_string())))
     }
 
@@ -464,6 +492,9 @@ impl Vcs for GitRepo {
         let _admin = self.worktree_lock.lock().await;
         if tokio::fs::symlink_metadata(&path).await.is_err() {
             // Nothing on disk; a registration may be left over.
+            if self.registered_checkout(&path).await.is_none() {
+                return Ok(());
+            }
             return self.prune_worktrees().await;
         }
         let out = self
@@ -577,19 +608,18 @@ impl Vcs for GitRepo {
         }
         // The branch's tip, read from the repository: the commit just made on it.
         let branch = short_branch(branch).to_owned();
-        let tip = with_repo(&self.root, move |repo| {
-            read::branch_tip(repo, &branch)?.ok_or(VcsError::MissingBranch(branch))
-        })
-        .await?;
+        let tip = self
+            .read_main(move |repo| {
+                read::branch_tip(repo, &branch)?.ok_or(VcsError::MissingBranch(branch))
+            })
+            .await?;
         Ok(Some(CommitId(tip.to_string())))
     }
 
     async fn changed_paths(&self, from: &str, to: &str) -> Result<Vec<String>, VcsError> {
         let (from, to) = (from.to_owned(), to.to_owned());
-        with_repo(&self.root, move |repo| {
-            read::changed_since_fork(repo, &from, &to)
-        })
-        .await
+        self.read_main(move |repo| read::changed_since_fork(repo, &from, &to))
+            .await
     }
 
     async fn update_branch(
@@ -635,15 +665,13 @@ impl Vcs for GitRepo {
         max_bytes: u64,
     ) -> Result<Vec<OversizedFile>, VcsError> {
         let (base, tip) = (base.to_owned(), tip.to_owned());
-        with_repo(&self.root, move |repo| {
-            read::oversized_since_fork(repo, &base, &tip, max_bytes)
-        })
-        .await
+        self.read_main(move |repo| read::oversized_since_fork(repo, &base, &tip, max_bytes))
+            .await
     }
 
     async fn is_merged(&self, rev: &str, into: &str) -> Result<bool, VcsError> {
         let (rev, into) = (rev.to_owned(), into.to_owned());
-        with_repo(&self.root, move |repo| {
+        self.read_main(move |repo| {
             let rev = read::resolve_commit(repo, &rev)?;
             let into = read::resolve_commit(repo, &into)?;
             read::is_ancestor(repo, rev, into)

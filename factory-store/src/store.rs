@@ -116,23 +116,21 @@ async fn append_journal(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        // The next number and the row in one statement.
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO events (seq, at, kind, payload) \
+             SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM events RETURNING seq",
+        )
+        .bind(ts(at))
+        .bind(event.kind())
+        .bind(to_json(&event)?)
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-    let mut seq = u64::try_from(last)
-        .map_err(|_| StoreError::Backend(format!("events.seq: {last} is negative").into()))?;
-    let mut stored = Vec::with_capacity(events.len());
-    for event in events {
-        seq += 1;
-        sqlx::query("INSERT INTO events (seq, at, kind, payload) VALUES (?, ?, ?, ?)")
-            .bind(int("seq", seq)?)
-            .bind(ts(at))
-            .bind(event.kind())
-            .bind(to_json(&event)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let seq = u64::try_from(seq)
+            .map_err(|_| StoreError::Backend(format!("events.seq: {seq} is negative").into()))?;
         stored.push(StoredEvent { seq, at, event });
     }
     Ok(stored)
@@ -485,6 +483,29 @@ impl Store for SqliteStore {
         rows.iter().map(|row| codec::task(row, &deps)).collect()
     }
 
+    async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        // One read transaction: both queries see the same tasks, even if one completes meanwhile.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE state <> 'completed' ORDER BY spec_number"
+        ))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let deps = sqlx::query(
+            "SELECT d.task_id, d.depends_on FROM task_deps d JOIN tasks t ON t.id = d.task_id \
+             WHERE t.state <> 'completed' ORDER BY d.task_id, d.position",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        let deps = codec::deps(&deps)?;
+        rows.iter().map(|row| codec::task(row, &deps)).collect()
+    }
+
     async fn update_task(
         &self,
         id: TaskId,
@@ -539,6 +560,16 @@ impl Store for SqliteStore {
         role: AgentRole,
         task: Option<TaskId>,
     ) -> Result<Agent, StoreError> {
+        // Usually the agent is there already, as wanted: a read settles that without the write
+        // lock. (Its version still guards the caller's next write.)
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        if let Some(current) = load_agent(&mut conn, id).await?
+            && current.role == role
+            && current.task_id == task
+        {
+            return Ok(current);
+        }
+        drop(conn);
         let mut tx = self.begin_write().await?;
         let agent = match load_agent(&mut tx, id).await? {
             Some(current) if current.role != role => {

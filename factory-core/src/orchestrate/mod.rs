@@ -37,6 +37,7 @@ mod prompt;
 mod queries;
 mod run;
 pub(crate) mod scheduler;
+mod scope;
 mod stop;
 
 use std::sync::Arc;

@@ -49,11 +49,11 @@ impl Factory {
         vcs.create_worktree(&worktree, &branch, main).await?;
         let base = vcs.branch_head(main).await?;
         let epic = self.store_ref().epic(task.epic_id).await?;
-        let siblings = self.store_ref().list_tasks(Some(task.epic_id)).await?;
-        let deps: Vec<&Task> = siblings
-            .iter()
-            .filter(|t| task.depends_on.contains(&t.id))
-            .collect();
+        let mut dep_tasks = Vec::with_capacity(task.depends_on.len());
+        for id in &task.depends_on {
+            dep_tasks.push(self.store_ref().task(*id).await?);
+        }
+        let deps: Vec<&Task> = dep_tasks.iter().collect();
         let context = json!({
             "repository": self.layout().repo_root(),
             "epic_id": epic.id,

@@ -315,9 +315,10 @@ impl Factory {
         let mut merged = Vec::new();
         let mut first_error = None;
         let mut signalled = std::collections::HashSet::new();
+        let mut scope = super::scope::Scope::new(CANCEL_POLL);
 
         while !stop.is_stopped() && first_error.is_none() {
-            let (scope, cancelled) = self.runnable_scope().await?;
+            let cancelled = scope.refresh(self).await?;
             for id in cancelled {
                 if let Some(job) = aborts.remove(&id) {
                     job.abort();
@@ -327,13 +328,23 @@ impl Factory {
                     }
                 }
             }
-            let plan = scheduler::schedule(&scope, &running, limits, Instant::now());
+            let plan = scheduler::schedule(scope.tasks(), &running, limits, Instant::now());
             for step in plan.steps {
                 match step {
                     Step::Assign(id) => {
-                        if let Some(task) = scope.iter().find(|t| t.id == id) {
-                            self.update_task(task, Some(TaskEvent::Assign), Default::default())
-                                .await?;
+                        if let Some(task) = scope.task(id).cloned() {
+                            match self
+                                .update_task(&task, Some(TaskEvent::Assign), Default::default())
+                                .await
+                            {
+                                Ok(task) => scope.put(task),
+                                // Changed by another process since the view was read (a
+                                // cancel): read it again next turn.
+                                Err(OrchestrateError::Store(StoreError::Stale { .. })) => {
+                                    scope.stale(id)
+                                }
+                                Err(e) => return Err(e),
+                            }
                         }
                     }
                     Step::Pipeline(id) => {
@@ -364,7 +375,7 @@ impl Factory {
                 }
                 Then::AwaitJob => tokio::select! {
                     joined = jobs.join_next() => joined,
-                    _ = tokio::time::sleep(CANCEL_POLL) => continue,
+                    _ = tokio::time::sleep(scope.until_due()) => continue,
                     _ = stop.stopped() => break,
                 },
             };
@@ -378,6 +389,7 @@ impl Factory {
                 }
             };
             aborts.remove(&id);
+            scope.stale(id);
             match kind {
                 JobKind::Merge => running.merging = None,
                 JobKind::Pipeline => {
@@ -500,9 +512,12 @@ impl Factory {
         Ok(())
     }
 
-    /// Tasks of epics that are in progress (or blocked, so a retried task can run), and the ids
-    /// of cancelled tasks (whose jobs must stop).
-    async fn runnable_scope(&self) -> Result<(Vec<Task>, Vec<TaskId>), OrchestrateError> {
+    /// Unfinished tasks of epics that are in progress (or blocked, so a retried task can run),
+    /// and the ids of cancelled tasks (whose jobs must stop). Completed tasks are left out: the
+    /// scheduler takes a dependency it does not see as completed.
+    pub(super) async fn runnable_scope(
+        &self,
+    ) -> Result<(Vec<Task>, Vec<TaskId>), OrchestrateError> {
         let open: std::collections::HashSet<EpicId> = self
             .store_ref()
             .list_epics()
@@ -511,7 +526,7 @@ impl Factory {
             .filter(|e| matches!(e.state, EpicState::InProgress | EpicState::Blocked))
             .map(|e| e.id)
             .collect();
-        let mut tasks = self.store_ref().list_tasks(None).await?;
+        let mut tasks = self.store_ref().list_unfinished_tasks().await?;
         let cancelled = tasks
             .iter()
             .filter(|t| t.state == TaskState::Cancelled || !open.contains(&t.epic_id))

@@ -65,32 +65,41 @@ pub(crate) struct Limits {
     pub wait_for_checkout: bool,
 }
 
-/// Decides what to start. `tasks` are the run's scope (tasks of open epics).
+/// Decides what to start. `tasks` are the run's scope (tasks of open epics); completed ones
+/// may be left out, since a dependency that is not among `tasks` counts as completed.
 pub(crate) fn schedule(
     tasks: &[Task],
     running: &Running,
     limits: Limits,
     now: Instant,
 ) -> Schedule {
-    let completed: HashSet<TaskId> = tasks
+    let unfinished: HashSet<TaskId> = tasks
         .iter()
-        .filter(|t| t.state == TaskState::Completed)
+        .filter(|t| t.state != TaskState::Completed)
         .map(|t| t.id)
         .collect();
+    // Approved tasks the merge queue can take now (not those waiting on the user's checkout).
+    // New work starts only while there are fewer than `max_parallel` of them: when merging is
+    // what holds the run up, starting more only piles up worktrees whose branches each need a
+    // longer rebase (main moves with every merge in between) and a re-verify, and finishes
+    // nothing sooner.
+    let merge_backlog = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Merging && !running.retry_merge_at.contains_key(&t.id))
+        .count();
+    let may_start_new = merge_backlog < limits.max_parallel.max(1);
     let mut steps = Vec::new();
     let mut pipelines = running.pipelines.len();
     for task in tasks {
         let ready = task.state == TaskState::Pending
-            && task.depends_on.iter().all(|d| completed.contains(d));
+            && task.depends_on.iter().all(|d| !unfinished.contains(d));
         if ready {
             steps.push(Step::Assign(task.id));
         }
-        let needs_pipeline = ready
-            || matches!(
-                task.state,
-                TaskState::Assigned | TaskState::InProgress | TaskState::Review
-            );
+        let new = ready || task.state == TaskState::Assigned;
+        let needs_pipeline = new || matches!(task.state, TaskState::InProgress | TaskState::Review);
         if needs_pipeline
+            && (may_start_new || !new)
             && !running.pipelines.contains(&task.id)
             && pipelines < limits.max_parallel.max(1)
         {
@@ -230,6 +239,20 @@ mod tests {
     }
 
     #[test]
+    fn a_dependency_left_out_of_the_scope_counts_as_completed() {
+        use TaskState::*;
+        let tasks = [task(2, Cancelled, &[]), task(3, Pending, &[1, 2])];
+        let s = schedule(&tasks, &Running::default(), LIMITS, Instant::now());
+        assert!(s.steps.is_empty(), "a cancelled dependency holds it");
+        let tasks = [task(3, Pending, &[1])];
+        let s = schedule(&tasks, &Running::default(), LIMITS, Instant::now());
+        assert_eq!(
+            s.steps,
+            vec![Step::Assign(TaskId(3)), Step::Pipeline(TaskId(3))]
+        );
+    }
+
+    #[test]
     fn one_merge_at_a_time_and_never_while_its_pipeline_runs() {
         use TaskState::*;
         let tasks = [task(1, Merging, &[]), task(2, Merging, &[])];
@@ -295,6 +318,42 @@ mod tests {
         // Once the retry time has come, the merge starts again.
         let s = schedule(&tasks, &running, wait, later);
         assert_eq!(s.steps, vec![Step::Merge(TaskId(1))]);
+    }
+
+    #[test]
+    fn new_tasks_wait_while_the_merge_queue_is_full_but_started_ones_go_on() {
+        use TaskState::*;
+        let tasks = [
+            task(1, Merging, &[]),
+            task(2, Merging, &[]),
+            task(3, Review, &[]),
+            task(4, Assigned, &[]),
+            task(5, Pending, &[]),
+        ];
+        let s = schedule(&tasks, &Running::default(), LIMITS, Instant::now());
+        assert_eq!(
+            s.steps,
+            vec![
+                Step::Pipeline(TaskId(3)),
+                Step::Assign(TaskId(5)),
+                Step::Merge(TaskId(1)),
+            ]
+        );
+        // A merge waiting on the user's checkout does not hold new work up.
+        let running = Running {
+            retry_merge_at: [(TaskId(2), Instant::now() + Duration::from_secs(5))].into(),
+            ..Running::default()
+        };
+        let s = schedule(&tasks, &running, LIMITS, Instant::now());
+        assert_eq!(
+            s.steps,
+            vec![
+                Step::Pipeline(TaskId(3)),
+                Step::Pipeline(TaskId(4)),
+                Step::Assign(TaskId(5)),
+                Step::Merge(TaskId(1)),
+            ]
+        );
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub trait Store: Send + Sync {
     async fn task_by_spec(&self, spec: &SpecId) -> Result<Task, StoreError>;
     /// Tasks of one epic, or all; ordered by spec id.
     async fn list_tasks(&self, epic: Option<EpicId>) -> Result<Vec<Task>, StoreError>;
+    /// Every task not completed (cancelled ones included), of every epic; ordered by spec id.
+    /// What a run loop looks at each turn, however many tasks are long merged.
+    async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError>;
     /// Compare-and-set write of a task.
     async fn update_task(
         &self,

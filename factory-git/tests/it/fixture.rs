@@ -124,6 +124,11 @@ impl Fixture {
     /// Makes `branch` (from `main`) with one commit writing `files`, in a task worktree made
     /// with plain git, and returns the worktree.
     pub fn branch_with(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        self.branch_from(name, "main", files)
+    }
+
+    /// [`branch_with`](Fixture::branch_with) starting from `base` instead of `main`.
+    pub fn branch_from(&self, name: &str, base: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = self.task_dir(name);
         let branch = format!("factory/{name}");
         git_in(
@@ -135,7 +140,7 @@ impl Fixture {
                 "-b",
                 &branch,
                 dir.to_str().unwrap(),
-                "main",
+                base,
             ],
         );
         commit_files(&dir, files, &format!("work on {name}"));

@@ -302,6 +302,8 @@ async fn a_stale_merge_worktree_is_reset_before_the_next_merge() {
     let repo = fx.repo();
     fx.branch_with("027-one", &[("one.txt", "1\n")]);
     fx.branch_with("027-two", &[("two.txt", "2\n")]);
+    // Main moves on, so git makes both merges in the merge worktree.
+    fx.advance_main(&[("base.txt", "base\n")]);
     let outcome = repo
         .merge_no_ff("factory/027-one", "main", "Merge one")
         .await
@@ -356,8 +358,10 @@ async fn main_checked_out_in_another_worktree_of_the_user_is_fast_forwarded_ther
 }
 
 /// Merges `name` (a branch adding `file`) and asserts it landed on main and in the checkout.
+/// The branch starts one commit behind main (which needs a parent), so git makes the merge in
+/// the merge worktree: a branch already on top of main is merged without it.
 async fn merge_ok(fx: &Fixture, repo: &factory_git::GitRepo, name: &str, file: &str) -> String {
-    fx.branch_with(name, &[(file, "content\n")]);
+    fx.branch_from(name, "main~1", &[(file, "content\n")]);
     let old = fx.rev("main");
     let outcome = repo
         .merge_no_ff(&format!("factory/{name}"), "main", &format!("Merge {name}"))
@@ -380,6 +384,7 @@ async fn merge_ok(fx: &Fixture, repo: &factory_git::GitRepo, name: &str, file: &
 async fn a_merge_worktree_deleted_by_hand_is_recreated() {
     let fx = Fixture::new();
     let repo = fx.repo();
+    fx.advance_main(&[("base.txt", "base\n")]);
     merge_ok(&fx, &repo, "030-one", "one.txt").await;
     let merge_dir = fx.layout().merge_worktree();
     std::fs::remove_dir_all(&merge_dir).unwrap();
@@ -395,6 +400,7 @@ async fn a_merge_worktree_deleted_by_hand_is_recreated() {
 async fn a_merge_worktree_git_forgot_is_replaced() {
     let fx = Fixture::new();
     let repo = fx.repo();
+    fx.advance_main(&[("base.txt", "base\n")]);
     merge_ok(&fx, &repo, "031-one", "one.txt").await;
     let merge_dir = fx.layout().merge_worktree();
     crate::fixture::write(&merge_dir, "junk.txt", "junk\n");
@@ -410,6 +416,7 @@ async fn a_merge_worktree_git_forgot_is_replaced() {
 async fn a_half_finished_merge_in_the_merge_worktree_is_discarded() {
     let fx = Fixture::new();
     let repo = fx.repo();
+    fx.advance_main(&[("base.txt", "base\n")]);
     merge_ok(&fx, &repo, "032-one", "one.txt").await;
     // An interrupted run left a conflicted merge behind.
     fx.branch_with("032-clash-a", &[("a.txt", "alpha a\n")]);
@@ -490,6 +497,7 @@ async fn leftovers_in_a_merge_worktree_already_at_main_are_cleaned() {
 async fn a_branch_checked_out_in_the_merge_worktree_is_left_alone() {
     let fx = Fixture::new();
     let repo = fx.repo();
+    fx.advance_main(&[("base.txt", "base\n")]);
     merge_ok(&fx, &repo, "034-one", "one.txt").await;
     let merge_dir = fx.layout().merge_worktree();
     git_in(&merge_dir, &["checkout", "-q", "-b", "scratch"]);
@@ -513,6 +521,7 @@ async fn a_branch_checked_out_in_the_merge_worktree_is_left_alone() {
 async fn consecutive_merges_reuse_the_merge_worktree_and_each_lands() {
     let fx = Fixture::new();
     let repo = fx.repo();
+    fx.advance_main(&[("base.txt", "base\n")]);
     let merge_dir = fx.layout().merge_worktree();
     for i in 0..4 {
         let merge = merge_ok(&fx, &repo, &format!("035-{i}"), &format!("f{i}.txt")).await;

@@ -53,3 +53,33 @@ async fn current_branch_is_the_checked_out_branch_or_none_when_detached() {
     fx.git(&["checkout", "-q", "--detach"]);
     assert_eq!(repo.current_branch().await.unwrap(), None);
 }
+
+/// The handle kept open for reads sees every change to refs at once, packed or loose, however
+/// quickly they follow each other: `packed-refs` rewritten within the same instant, a ref that
+/// moves from packed to loose and back, a branch deleted.
+#[tokio::test]
+async fn branch_reads_see_each_change_to_packed_and_loose_refs() {
+    use factory_core::ports::Vcs;
+
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    let tip = |name: &'static str| {
+        let repo = &repo;
+        async move { repo.branch_head(name).await.unwrap().map(|commit| commit.0) }
+    };
+    fx.git(&["branch", "side"]);
+    fx.git(&["pack-refs", "--all"]);
+    assert_eq!(tip("main").await, Some(fx.rev("main")));
+    for round in 0..5 {
+        // Main moves (a loose ref again), then is packed, right after the last read.
+        fx.advance_main(&[("round.txt", &format!("{round}\n"))]);
+        assert_eq!(tip("main").await, Some(fx.rev("main")), "round {round}");
+        fx.git(&["pack-refs", "--all"]);
+        fx.git(&["update-ref", "refs/heads/side", &fx.rev("main")]);
+        fx.git(&["pack-refs", "--all"]);
+        assert_eq!(tip("side").await, Some(fx.rev("main")), "round {round}");
+        assert_eq!(tip("main").await, Some(fx.rev("main")), "round {round}");
+    }
+    fx.git(&["branch", "-D", "side"]);
+    assert_eq!(tip("side").await, None);
+}

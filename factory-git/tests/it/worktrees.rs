@@ -112,7 +112,9 @@ async fn remove_worktree_and_remove_merge_worktree_leave_only_the_main_checkout(
         .await
         .unwrap()
         .unwrap();
-    // A merge creates the merge worktree.
+    // A merge made by git creates the merge worktree (main moved on, so the branch is not on
+    // top of it and git makes the merge).
+    fx.advance_main(&[("moved.txt", "moved\n")]);
     let outcome = repo
         .merge_no_ff("factory/004-done", "main", "Merge 004")
         .await

@@ -458,3 +458,51 @@ async fn in_memory_store_works_across_awaits() {
     tokio::task::yield_now().await;
     assert_eq!(store.list_epics().await.unwrap(), vec![e]);
 }
+
+#[tokio::test]
+async fn unfinished_tasks_leave_out_completed_ones_and_keep_their_dependencies() {
+    let t = TempStore::new().await;
+    let e = epic(&t.store, "unfinished").await;
+    let tasks = planned(
+        &t.store,
+        &e,
+        vec![
+            new_task("a", &[]),
+            new_task("b", &["a"]),
+            new_task("c", &["a", "b"]),
+            new_task("d", &[]),
+        ],
+    )
+    .await;
+    let mut a = tasks[0].clone();
+    for event in [
+        TaskEvent::Assign,
+        TaskEvent::Start,
+        TaskEvent::SubmitForReview,
+        TaskEvent::Approve,
+        TaskEvent::Merged,
+    ] {
+        a = t
+            .store
+            .update_task(a.id, a.version, Some(event), TaskChanges::default())
+            .await
+            .unwrap()
+            .value;
+    }
+    assert_eq!(a.state, TaskState::Completed);
+    let d = t
+        .store
+        .update_task(
+            tasks[3].id,
+            tasks[3].version,
+            Some(TaskEvent::Cancel),
+            TaskChanges::default(),
+        )
+        .await
+        .unwrap()
+        .value;
+
+    let unfinished = t.store.list_unfinished_tasks().await.unwrap();
+    assert_eq!(unfinished, vec![tasks[1].clone(), tasks[2].clone(), d]);
+    assert_eq!(unfinished[1].depends_on, vec![a.id, tasks[1].id]);
+}

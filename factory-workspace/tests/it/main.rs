@@ -5,3 +5,4 @@
 
 mod killed_git;
 mod open;
+mod runs;
