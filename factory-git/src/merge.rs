@@ -31,7 +31,7 @@
 
 use std::path::Path;
 
-use factory_core::ports::{CommitId, MergeOutcome, VcsError};
+use factory_core::ports::{CommitId, MergeOutcome, VcsError, paths_overlap};
 use gix::ObjectId;
 use tracing::Instrument;
 
@@ -456,7 +456,11 @@ impl GitRepo {
         let dirty = self.files.with_repo(checkout, read::dirty_paths).await?;
         let mut blockers: Vec<String> = dirty
             .iter()
-            .filter(|path| changes.iter().any(|change| overlaps(path, &change.path)))
+            .filter(|path| {
+                changes
+                    .iter()
+                    .any(|change| paths_overlap(path, &change.path))
+            })
             .cloned()
             .collect();
         for change in &changes {
@@ -715,18 +719,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// Whether a dirty path and a changed path are the same, or one lies inside the other.
-fn overlaps(dirty: &str, changed: &str) -> bool {
-    let dirty = dirty.trim_end_matches('/');
-    dirty == changed
-        || changed
-            .strip_prefix(dirty)
-            .is_some_and(|rest| rest.starts_with('/'))
-        || dirty
-            .strip_prefix(changed)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
 /// The outcome when the user's uncommitted `files` are in the merge's way.
 fn waiting_for_changes(into: &str, checkout: &Path, files: Vec<String>) -> MergeOutcome {
     MergeOutcome::Waiting {
@@ -745,9 +737,10 @@ mod tests {
 
     use factory_core::ports::{CommitId, MergeOutcome, Vcs};
 
-    use super::{MergeWorktree, overlaps};
+    use super::MergeWorktree;
     use crate::read::{self, with_repo};
     use crate::repo::tests::{git, sample_repo};
+    use factory_core::ports::paths_overlap as overlaps;
 
     /// After a merge made by git the merge worktree is a clean checkout of the new tip, so the
     /// next one starts without running git; anything out of place sends it down the slower paths.

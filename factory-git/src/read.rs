@@ -399,6 +399,20 @@ pub(crate) fn changed_since_fork(
     from: &str,
     to: &str,
 ) -> Result<Vec<String>, VcsError> {
+    let (base, to_id) = fork_point(repo, from, to)?;
+    Ok(changed_files(repo, base, to_id)?
+        .into_iter()
+        .map(|change| change.path)
+        .collect())
+}
+
+/// Where `to` forked from `from` (their merge base), and `to` itself: the two ends of
+/// `git diff from...to`.
+fn fork_point(
+    repo: &gix::Repository,
+    from: &str,
+    to: &str,
+) -> Result<(ObjectId, ObjectId), VcsError> {
     let from_id = resolve_commit(repo, from)?;
     let to_id = resolve_commit(repo, to)?;
     let Some(base) = repo.merge_base(from_id, to_id).map_err(read_err)? else {
@@ -407,10 +421,7 @@ pub(crate) fn changed_since_fork(
             reason: format!("{from} and {to} have no common ancestor"),
         });
     };
-    Ok(changed_files(repo, base.detach(), to_id)?
-        .into_iter()
-        .map(|change| change.path)
-        .collect())
+    Ok((base.detach(), to_id))
 }
 
 /// The files `to` adds or grows since it forked from `from` whose new size is over `max_bytes`
@@ -424,14 +435,7 @@ pub(crate) fn oversized_since_fork(
 ) -> Result<Vec<OversizedFile>, VcsError> {
     use gix::diff::tree::recorder::Change;
 
-    let from_id = resolve_commit(repo, from)?;
-    let to_id = resolve_commit(repo, to)?;
-    let Some(base) = repo.merge_base(from_id, to_id).map_err(read_err)? else {
-        return Err(VcsError::Refused {
-            command: format!("diff {from}...{to}"),
-            reason: format!("{from} and {to} have no common ancestor"),
-        });
-    };
+    let (base, to_id) = fork_point(repo, from, to)?;
     let tree_of = |commit: ObjectId| -> Result<gix::Tree<'_>, VcsError> {
         let tree = repo
             .find_commit(commit)
@@ -440,7 +444,7 @@ pub(crate) fn oversized_since_fork(
             .map_err(read_err)?;
         repo.find_tree(tree).map_err(read_err)
     };
-    let (old_tree, new_tree) = (tree_of(base.detach())?, tree_of(to_id)?);
+    let (old_tree, new_tree) = (tree_of(base)?, tree_of(to_id)?);
     let mut recorder = gix::diff::tree::Recorder::default();
     gix::diff::tree(
         gix::objs::TreeRefIter::from_bytes(&old_tree.data, old_tree.id.kind()),

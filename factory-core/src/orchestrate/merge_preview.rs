@@ -5,8 +5,7 @@
 
 use serde::Serialize;
 
-use crate::epic::EpicState;
-use crate::ports::{CheckoutStatus, VcsError};
+use crate::ports::{CheckoutStatus, VcsError, paths_overlap};
 use crate::spec::SpecId;
 use crate::task::{Task, TaskState};
 
@@ -81,14 +80,7 @@ impl Factory {
     /// The merge queue and what would happen next to each task in it. Changes nothing.
     pub async fn merge_queue_preview(&self) -> Result<MergeQueuePreview, OrchestrateError> {
         let main = self.config().git.main_branch.clone();
-        let open: std::collections::HashSet<_> = self
-            .store_ref()
-            .list_epics()
-            .await?
-            .into_iter()
-            .filter(|e| matches!(e.state, EpicState::InProgress | EpicState::Blocked))
-            .map(|e| e.id)
-            .collect();
+        let open = self.open_epics().await?;
         // The scheduler takes the first `Merging` task of an open epic, in the store's order.
         let queued: Vec<Task> = self
             .store_ref()
@@ -167,7 +159,7 @@ impl Factory {
             let files: Vec<String> = status
                 .dirty
                 .iter()
-                .filter(|dirty| changed.iter().any(|path| overlaps(dirty, path)))
+                .filter(|dirty| changed.iter().any(|path| paths_overlap(dirty, path)))
                 .cloned()
                 .collect();
             if !files.is_empty() {
@@ -178,21 +170,9 @@ impl Factory {
     }
 }
 
-/// Whether a dirty path and a changed path are the same, or one lies inside the other.
-fn overlaps(dirty: &str, changed: &str) -> bool {
-    let dirty = dirty.trim_end_matches('/');
-    dirty == changed
-        || changed
-            .strip_prefix(dirty)
-            .is_some_and(|rest| rest.starts_with('/'))
-        || dirty
-            .strip_prefix(changed)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::overlaps;
+    use crate::ports::paths_overlap as overlaps;
 
     #[test]
     fn overlap_is_exact_or_by_directory() {

@@ -512,20 +512,27 @@ impl Factory {
         Ok(())
     }
 
-    /// Unfinished tasks of epics that are in progress (or blocked, so a retried task can run),
-    /// and the ids of cancelled tasks (whose jobs must stop). Completed tasks are left out: the
-    /// scheduler takes a dependency it does not see as completed.
-    pub(super) async fn runnable_scope(
+    /// Epics whose tasks may run: in progress, or blocked (so a retried task can run).
+    pub(super) async fn open_epics(
         &self,
-    ) -> Result<(Vec<Task>, Vec<TaskId>), OrchestrateError> {
-        let open: std::collections::HashSet<EpicId> = self
+    ) -> Result<std::collections::HashSet<EpicId>, OrchestrateError> {
+        Ok(self
             .store_ref()
             .list_epics()
             .await?
             .into_iter()
             .filter(|e| matches!(e.state, EpicState::InProgress | EpicState::Blocked))
             .map(|e| e.id)
-            .collect();
+            .collect())
+    }
+
+    /// Unfinished tasks of epics that are in progress (or blocked, so a retried task can run),
+    /// and the ids of cancelled tasks (whose jobs must stop). Completed tasks are left out: the
+    /// scheduler takes a dependency it does not see as completed.
+    pub(super) async fn runnable_scope(
+        &self,
+    ) -> Result<(Vec<Task>, Vec<TaskId>), OrchestrateError> {
+        let open = self.open_epics().await?;
         let mut tasks = self.store_ref().list_unfinished_tasks().await?;
         let cancelled = tasks
             .iter()

@@ -18,5 +18,5 @@ pub use store::{Committed, PlannedEpic, Store, StoreError};
 pub use vcs::{
     BranchDeletion, BranchTip, BranchUpdate, CheckoutStatus, CommitId, ConflictFile, ConflictRound,
     GitIdentity, MergeOutcome, OversizedFile, UpdateOutcome, Vcs, VcsError, WorktreeDamage,
-    WorktreeInfo,
+    WorktreeInfo, paths_overlap,
 };

@@ -223,6 +223,19 @@ impl std::fmt::Display for WorktreeDamage {
     }
 }
 
+/// Whether a dirty path and a changed path are the same, or one lies inside the other (a
+/// directory and a file below it): a merge changing `changed` touches the user's `dirty`.
+pub fn paths_overlap(dirty: &str, changed: &str) -> bool {
+    let dirty = dirty.trim_end_matches('/');
+    dirty == changed
+        || changed
+            .strip_prefix(dirty)
+            .is_some_and(|rest| rest.starts_with('/'))
+        || dirty
+            .strip_prefix(changed)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Why a git operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VcsError {
