@@ -86,6 +86,25 @@ fn agents() -> RoleBackends {
     RoleBackends::same(Arc::new(OneFileAgent))
 }
 
+/// [`OneFileAgent`] whose planner waits until `gate` opens, so a run is sure to be going.
+struct GatedPlanner {
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl AgentBackend for GatedPlanner {
+    fn name(&self) -> &str {
+        "gated"
+    }
+
+    async fn run(&self, request: AgentRequest) -> Result<AgentResponse, AgentError> {
+        if request.role == AgentRole::Planner {
+            let _open = self.gate.acquire().await;
+        }
+        OneFileAgent.run(request).await
+    }
+}
+
 #[tokio::test]
 async fn init_from_a_subdirectory_puts_dot_factory_at_the_root_and_hides_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -197,8 +216,11 @@ async fn a_second_run_is_refused_while_the_first_holds_the_lease() {
     let dir = tmp.path().join("repo");
     repo(&dir);
     Workspace::init(&dir, options()).await.unwrap();
-    let first = Workspace::open_with_agents(&dir, agents()).await.unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let gated = RoleBackends::same(Arc::new(GatedPlanner { gate: gate.clone() }));
+    let first = Workspace::open_with_agents(&dir, gated).await.unwrap();
     let second = Workspace::open_with_agents(&dir, agents()).await.unwrap();
+    first.factory().add_epic("held open").await.unwrap();
     let handle = first.start_run(first.run_options("first")).await.unwrap();
     match second.start_run(second.run_options("second")).await {
         Err(OrchestrateError::AlreadyRunning(lease)) => {
@@ -208,6 +230,7 @@ async fn a_second_run_is_refused_while_the_first_holds_the_lease() {
         Err(e) => panic!("expected AlreadyRunning, got {e}"),
         Ok(_) => panic!("two runs on one repository"),
     }
+    gate.add_permits(1);
     handle.wait().await.unwrap();
     // Released at the end: the next run starts at once.
     second
