@@ -329,16 +329,12 @@ pub(crate) struct ChangedPath {
     pub(crate) path: String,
 }
 
-/// The files that differ between the trees of commits `old` and `new`, without rename detection:
-/// what `git diff --name-status --no-renames old new` lists, in the same (path) order. A path
-/// that changes from a file to a directory appears as the file's deletion plus each added file.
-pub(crate) fn changed_files(
+/// The entries that differ between the trees of commits `old` and `new`, recursively.
+fn tree_changes(
     repo: &gix::Repository,
     old: ObjectId,
     new: ObjectId,
-) -> Result<Vec<ChangedPath>, VcsError> {
-    use gix::diff::tree::recorder::Change;
-
+) -> Result<Vec<gix::diff::tree::recorder::Change>, VcsError> {
     let tree_of = |commit: ObjectId| -> Result<gix::Tree<'_>, VcsError> {
         let tree = repo
             .find_commit(commit)
@@ -357,8 +353,20 @@ pub(crate) fn changed_files(
         &mut recorder,
     )
     .map_err(read_err)?;
-    let mut changed: Vec<ChangedPath> = recorder
-        .records
+    Ok(recorder.records)
+}
+
+/// The files that differ between the trees of commits `old` and `new`, without rename detection:
+/// what `git diff --name-status --no-renames old new` lists, in the same (path) order. A path
+/// that changes from a file to a directory appears as the file's deletion plus each added file.
+pub(crate) fn changed_files(
+    repo: &gix::Repository,
+    old: ObjectId,
+    new: ObjectId,
+) -> Result<Vec<ChangedPath>, VcsError> {
+    use gix::diff::tree::recorder::Change;
+
+    let mut changed: Vec<ChangedPath> = tree_changes(repo, old, new)?
         .into_iter()
         .filter_map(|change| {
             let (added, path) = match change {
@@ -436,29 +444,11 @@ pub(crate) fn oversized_since_fork(
     use gix::diff::tree::recorder::Change;
 
     let (base, to_id) = fork_point(repo, from, to)?;
-    let tree_of = |commit: ObjectId| -> Result<gix::Tree<'_>, VcsError> {
-        let tree = repo
-            .find_commit(commit)
-            .map_err(read_err)?
-            .tree_id()
-            .map_err(read_err)?;
-        repo.find_tree(tree).map_err(read_err)
-    };
-    let (old_tree, new_tree) = (tree_of(base)?, tree_of(to_id)?);
-    let mut recorder = gix::diff::tree::Recorder::default();
-    gix::diff::tree(
-        gix::objs::TreeRefIter::from_bytes(&old_tree.data, old_tree.id.kind()),
-        gix::objs::TreeRefIter::from_bytes(&new_tree.data, new_tree.id.kind()),
-        gix::diff::tree::State::default(),
-        &repo.objects,
-        &mut recorder,
-    )
-    .map_err(read_err)?;
     let size = |id: ObjectId| -> Result<u64, VcsError> {
         Ok(repo.find_header(id).map_err(read_err)?.size())
     };
     let mut found = Vec::new();
-    for change in recorder.records {
+    for change in tree_changes(repo, base, to_id)? {
         let (path, new, old) = match change {
             Change::Addition {
                 entry_mode,

@@ -47,19 +47,27 @@ impl GitRepo {
             let Some(admin) = admin_dir_of(&self.common_dir, &worktree) else {
                 continue;
             };
+            let Ok(entries) = std::fs::read_dir(&admin) else {
+                continue;
+            };
+            let locks: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|entry| {
+                    entry.path().extension().is_some_and(|ext| ext == "lock")
+                        && entry.file_type().is_ok_and(|t| t.is_file())
+                })
+                .map(|entry| entry.path())
+                .collect();
+            // Only a worktree that has locks is worth the scan of every process's directory.
+            if locks.is_empty() {
+                continue;
+            }
             if !unused_soon(&worktree).await {
                 tracing::warn!(path = %worktree.display(), "processes still run in the worktree; leaving its locks");
                 continue;
             }
-            let Ok(entries) = std::fs::read_dir(&admin) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let is_lock = path.extension().is_some_and(|ext| ext == "lock");
-                if is_lock && entry.file_type().is_ok_and(|t| t.is_file()) {
-                    remove(&path, &mut removed)?;
-                }
+            for lock in locks {
+                remove(&lock, &mut removed)?;
             }
         }
         for branch in branches {

@@ -11,7 +11,7 @@ use factory_core::orchestrate::{OrchestrateError, RoleBackends};
 use factory_core::ports::{AgentBackend, AgentError, AgentRequest, AgentResponse};
 use factory_workspace::{InitOptions, OpenError, Workspace};
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args([
             "-c",
@@ -34,7 +34,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A repository on `main` with one commit and a subdirectory.
-fn repo(dir: &Path) {
+pub(crate) fn repo(dir: &Path) {
     std::fs::create_dir_all(dir.join("src/deep")).unwrap();
     git(dir, &["init", "-q", "-b", "main"]);
     std::fs::write(dir.join("src/deep/lib.txt"), "lib\n").unwrap();
@@ -44,7 +44,7 @@ fn repo(dir: &Path) {
 
 /// No verify command: these tests run in-process agents only, so no command (and no
 /// supervisor, which a test binary cannot be) is started.
-fn options() -> InitOptions {
+pub(crate) fn options() -> InitOptions {
     InitOptions {
         verify: Some(String::new()),
         ..InitOptions::default()

@@ -1,8 +1,7 @@
 //! Runs driven through a workspace while other handles on the repository change it, as other
 //! `factory` commands would from another terminal.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,24 +9,9 @@ use factory_core::agent::AgentRole;
 use factory_core::orchestrate::RoleBackends;
 use factory_core::ports::{AgentBackend, AgentError, AgentRequest, AgentResponse};
 use factory_core::task::TaskState;
-use factory_workspace::{InitOptions, Workspace};
+use factory_workspace::Workspace;
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@factory.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
+use crate::open::{options, repo};
 
 /// Plans `a`, then `b` and `c` after it. `a`'s worker cancels `c` through a handle of its own
 /// while `c` waits for `a`.
@@ -82,20 +66,8 @@ fn idle_agents() -> RoleBackends {
 async fn a_waiting_task_cancelled_by_another_command_does_not_end_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("repo");
-    std::fs::create_dir_all(&dir).unwrap();
-    git(&dir, &["init", "-q", "-b", "main"]);
-    std::fs::write(dir.join("README.md"), "readme\n").unwrap();
-    git(&dir, &["add", "."]);
-    git(&dir, &["commit", "-q", "-m", "initial"]);
-    Workspace::init(
-        &dir,
-        InitOptions {
-            verify: Some(String::new()),
-            ..InitOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    repo(&dir);
+    Workspace::init(&dir, options()).await.unwrap();
     let agents = RoleBackends::same(Arc::new(CancelsAWaitingTask { dir: dir.clone() }));
     let ws = Workspace::open_with_agents(&dir, agents).await.unwrap();
     ws.factory().add_epic("three tasks").await.unwrap();
