@@ -75,8 +75,7 @@ impl SpecFiles {
         self.path(name).exists()
     }
 
-    /// spec.md, requirements.json, context.json, implementation_plan.json, task_metadata.json;
-    /// written when the task is assigned. Existing files are rewritten (they derive from the store).
+    /// spec.md, requirements.json, context.json; written when the task is assigned. Existing files are rewritten (they derive from the store).
     pub(crate) fn write_initial(
         &self,
         epic: &Epic,
@@ -118,11 +117,9 @@ impl SpecFiles {
                 "depends_on": dependencies.iter().map(|d| d.spec_id.to_string()).collect::<Vec<_>>(),
             }),
         )?;
-        self.write_json(artifact::CONTEXT_JSON, &context)?;
-        if !self.exists(artifact::IMPLEMENTATION_PLAN_JSON) {
-            self.write_plan(0, &[])?;
-        }
-        self.write_metadata(task)
+        // implementation_plan.json and task_metadata.json follow from the caller, once the
+        // task has started.
+        self.write_json(artifact::CONTEXT_JSON, &context)
     }
 
     /// implementation_plan.json with the first `done` steps done and `current` in progress.
